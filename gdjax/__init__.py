@@ -1,0 +1,3 @@
+"""gdjax: GAN Dissection in JAX/Flax."""
+
+__version__ = "0.1.0"
