@@ -1,0 +1,102 @@
+"""Fixed linear resampling operators, precomputed per size and applied with an einsum.
+
+Every spatial resampling the segmenters need is separable and depends only on the input and
+output sizes, so it is a pair of small matrices ``(out_h, in_h)`` and ``(out_w, in_w)``:
+
+* :func:`prroi_matrix` — the *precise RoI pooling* of the UPerNet pyramid pooling module over the
+  whole feature map (REFERENCE §13): the exact integral of the bilinearly interpolated map over
+  each bin, divided by the nominal bin area. No CUDA extension, same numbers on every backend.
+* :func:`bilinear_matrix` — ``torch.nn.functional.interpolate(mode='bilinear',
+  align_corners=False)`` (half-pixel centres, edge clamp, *no* antialiasing when shrinking,
+  unlike ``jax.image.resize``).
+* :func:`adaptive_avg_matrix` — ``torch.nn.AdaptiveAvgPool2d``.
+
+Matrices are built in NumPy (float64 arithmetic, float32 result) and cached, so under ``jit``
+they are constants.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["adaptive_avg_matrix", "bilinear_matrix", "prroi_matrix", "resample", "resize"]
+
+
+def _tri_integral(t: np.ndarray) -> np.ndarray:
+    """Antiderivative of the hat function ``max(0, 1 - |t|)``, equal to 0 at -inf."""
+    t = np.clip(t, -1.0, 1.0)
+    return np.where(t < 0, 0.5 * (t + 1.0) ** 2, 1.0 - 0.5 * (1.0 - t) ** 2)
+
+
+@functools.cache
+def prroi_matrix(pooled: int, size: int) -> np.ndarray:
+    """``[pooled, size]`` float32: one axis of PrRoIPool over the whole map ``[0, size]``.
+
+    Sample ``i`` sits at the integer coordinate ``i`` and the continuous map is the hat-function
+    (bilinear) interpolant with zeros outside, so it fades to 0 between ``size - 1`` and ``size``.
+    Bin ``p`` covers ``[bin*p, bin*(p+1)]`` with ``bin = size / pooled`` computed in float32 as
+    the reference kernel does; entry ``[p, i]`` is the integral of the hat at ``i`` over that bin
+    divided by the nominal bin length. A constant map therefore pools to ``c*(1 - 0.5/size)``
+    per axis, not to ``c`` — that is the reference behaviour.
+    """
+    bin_ = np.float32(np.float32(size) / np.float32(pooled))
+    p = np.arange(pooled, dtype=np.float32)
+    lo = (bin_ * p).astype(np.float64)[:, None]
+    hi = (bin_ * p + bin_).astype(np.float64)[:, None]
+    i = np.arange(size, dtype=np.float64)[None, :]
+    return ((_tri_integral(hi - i) - _tri_integral(lo - i)) / float(bin_)).astype(np.float32)
+
+
+@functools.cache
+def bilinear_matrix(out: int, size: int) -> np.ndarray:
+    """``[out, size]`` float32: torch bilinear resize with ``align_corners=False``.
+
+    Source coordinate ``(d + 0.5) * size/out - 0.5`` clamped at 0; the upper neighbour is
+    clamped at ``size - 1``. Shrinking samples two pixels per output (no antialiasing).
+    """
+    src = np.maximum((np.arange(out) + 0.5) * (size / out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    i1 = np.minimum(i0 + 1, size - 1)
+    lam = src - i0
+    m = np.zeros((out, size), np.float64)
+    np.add.at(m, (np.arange(out), i0), 1.0 - lam)
+    np.add.at(m, (np.arange(out), i1), lam)
+    return m.astype(np.float32)
+
+
+@functools.cache
+def adaptive_avg_matrix(out: int, size: int) -> np.ndarray:
+    """``[out, size]`` float32: ``AdaptiveAvgPool``, bin ``p`` = ``[floor(p*size/out),
+    ceil((p+1)*size/out))``."""
+    m = np.zeros((out, size), np.float64)
+    for p in range(out):
+        lo, hi = (p * size) // out, -((-(p + 1) * size) // out)
+        m[p, lo:hi] = 1.0 / (hi - lo)
+    return m.astype(np.float32)
+
+
+def resample(x: jax.Array, mh: np.ndarray, mw: np.ndarray) -> jax.Array:
+    """Apply separable matrices to ``x [N, H, W, C]`` -> ``[N, mh.shape[0], mw.shape[0], C]``.
+
+    Uses ``precision='highest'`` so that accelerators with reduced-precision matmuls (TF32,
+    bf16 passes) still reproduce the float32 reference.
+    """
+    y = jnp.einsum("oh,nhwc->nowc", jnp.asarray(mh, x.dtype), x, precision="highest")
+    return jnp.einsum("pw,nowc->nopc", jnp.asarray(mw, x.dtype), y, precision="highest")
+
+
+def resize(x: jax.Array, size: tuple[int, int], method: str = "bilinear") -> jax.Array:
+    """Resize ``x [N, H, W, C]`` to ``size = (h, w)`` like torch; identity when sizes agree.
+
+    ``method``: ``'bilinear'`` (``align_corners=False``), ``'area'`` (adaptive average pool) or
+    ``'prroi'`` (whole-map precise RoI pooling).
+    """
+    make = {"bilinear": bilinear_matrix, "area": adaptive_avg_matrix, "prroi": prroi_matrix}
+    h, w = x.shape[1:3]
+    if (h, w) == tuple(size) and method != "prroi":
+        return x
+    return resample(x, make[method](size[0], h), make[method](size[1], w))
