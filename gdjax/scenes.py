@@ -204,7 +204,7 @@ def _textures(size: int):
 
 
 def _span(y, top, bot):
-    """Column-interval mask ``[n, H, W]``: rows ``top[n, x] <= y < bot[n, x]`` in each column."""
+    """Column-interval mask ``[n, H, W]``: ``top[n, x] <= y < bot[n, x]``; ``bot`` may be [n, 1]."""
     return (y >= top[:, None, :]) & (y < bot[:, None, :])
 
 
@@ -295,14 +295,14 @@ def _render_chunk(seed: int, index, size: int, images, labels):
         inx = (x >= x0[:, None]) & (x < (x0 + width)[:, None])
         rows = (y[..., 0] >= wtop[:, None]) & (y[..., 0] < base[:, None])
         k = _S_BUILD + 4 * i
-        depth = np.where(on, -base, np.inf)
+        depth = -base  # closer objects stand lower; every mask below is empty where not `on`
         inx &= on[:, None]
         paint_z(inx[:, None, :] & rows[:, :, None], k, depth)
         over, thick = d(0.01, 0.03), d(0.025, 0.04)
         rh = np.where(d() < 0.7, d(0.05, 0.15), 0)  # gable or flat roof
         tent = _tent(x, x0 + width / 2, width / 2 + over)
         top = np.where((tent > 0) & on[:, None], (wtop - thick)[:, None] - rh[:, None] * tent, none)
-        paint_z(_span(y, top, wtop[:, None] + 0 * top), k + 1, depth)
+        paint_z(_span(y, top, wtop[:, None]), k + 1, depth)
         relx = (x - (x0 + margin)[:, None]) / cw[:, None]  # [n, W] window columns
         col, fx = np.floor(relx), relx % 1
         incol = (relx >= 0) & (relx < ncols[:, None]) & on[:, None]
@@ -325,11 +325,11 @@ def _render_chunk(seed: int, index, size: int, images, labels):
         cone_w, cone_h = d(0.06, 0.1) * sc, d(0.2, 0.32) * sc
         tw, th = d(0.012, 0.02) * sc, d(0.04, 0.09) * sc
         tx = place(base, 2 * rx) + rx
-        depth = np.where(on, -base, np.inf)
+        depth = -base
         k = _S_TREE + 2 * i
         trunk = (_tent(x, tx, tw) > 0) & on[:, None]
         top = np.where(trunk, (base - th - 0.5 * ry)[:, None], none)
-        paint_z(_span(y, top, base[:, None] + 0 * top), k, depth)
+        paint_z(_span(y, top, base[:, None]), k, depth)
         cy, cbot = base - th - 0.85 * ry, base - 0.6 * th
         ell, tri = _hump(x, tx, rx), _tent(x, tx, cone_w)
         cone = cone[:, None]
