@@ -1,6 +1,5 @@
 """The Flax Progressive GAN against our PyTorch reference, through the converter CLI."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
