@@ -318,7 +318,8 @@ def from_config(config: dict[str, Any], variables: dict | None = None, key=None)
     if variables is None:
         s = prep.seg_sizes[0]
         x = jnp.zeros((1, s, s, 3), jnp.float32)
-        variables = module.init(jax.random.key(0) if key is None else key, x, (s, s))
+        init = jax.jit(module.init, static_argnums=2)  # compiled init: much faster than eager
+        variables = init(jax.random.key(0) if key is None else key, x, (s, s))
     else:
         checkpoint.check_tree(variables, _abstract(module, prep), "segmenter variables")
     return Segmenter(module, dict(variables), vocab, prep)
