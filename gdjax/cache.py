@@ -1,0 +1,164 @@
+"""Generate once, segment once: the per-latent-set cache that dissection passes read.
+
+For one latent set, :func:`collect` runs the generator and the segmenter over every latent
+exactly once and keeps the raw activations of the dissected layers (``[N, h, w, C]`` float32,
+at the layer's own resolution) and the label channels (``[N, H/d, W/d, K]`` int16) in ``.npy``
+memory maps. Every statistics pass then reads these files instead of re-running the networks.
+
+Batches are spread over all local devices with ``shard_map``; each device runs fixed-size
+micro-batches in a ``lax.map``, so an image is computed by the same program whatever the number
+of devices, and 1 or 4 devices give the same bytes. After each batch the maps are flushed and
+``progress.json`` is replaced atomically, so a run killed at any point (even ``kill -9``)
+resumes at the first unfinished batch and ends with the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gdjax import progress
+
+PROGRESS = "progress.json"
+
+
+class Cache(NamedTuple):
+    """Activations per layer ``{name: [N, h, w, C] float32}`` and labels ``[N, H, W, K]``."""
+
+    acts: dict[str, np.ndarray]
+    labels: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def model_fn(module, params, seg, layers: Sequence[str], downsample: int) -> Callable:
+    """``z [B, Z] -> ({layer: act [B, h, w, C]}, labels [B, H/d, W/d, K] int16)``."""
+    from gdjax import segmenter
+
+    def fn(z):
+        images, acts = module.apply({"params": params}, z, capture=tuple(layers))
+        labels = segmenter.segment(seg, images, downsample)
+        return {k: acts[k] for k in layers}, labels.astype(jnp.int16)
+
+    return fn
+
+
+def _sharded(fn: Callable, micro: int, devices) -> Callable:
+    """Run ``fn`` over a batch split across ``devices``, ``micro`` images at a time per device."""
+    mesh = Mesh(np.asarray(devices), ("batch",))
+    spec = PartitionSpec("batch")
+
+    def per_device(z):
+        zs = z.reshape(z.shape[0] // micro, micro, *z.shape[1:])
+        out = jax.lax.map(fn, zs)
+        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
+
+    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=spec, out_specs=spec)
+    return jax.jit(mapped, in_shardings=NamedSharding(mesh, spec))
+
+
+def collect(
+    directory: str,
+    z: np.ndarray,
+    fn: Callable,
+    batch_size: int = 32,
+    micro: int = 8,
+    devices=None,
+    desc: str = "generating",
+) -> Cache:
+    """Fill (or resume filling) the cache in ``directory`` for latents ``z [N, Z]``.
+
+    ``fn`` maps a micro-batch of latents to ``(acts dict, labels)`` (see :func:`model_fn`).
+    ``batch_size`` images are computed per step, spread over ``devices`` (default: all local
+    devices); it must be a multiple of ``micro * len(devices)``. The last batch is padded
+    with repeated latents whose results are dropped.
+    """
+    devices = list(jax.local_devices() if devices is None else devices)
+    n = int(z.shape[0])
+    if batch_size % (micro * len(devices)):
+        raise ValueError(
+            f"batch_size {batch_size} must be a multiple of micro-batch {micro} x "
+            f"{len(devices)} device(s)"
+        )
+    if n < batch_size:
+        raise ValueError(f"sample count {n} is below the batch size {batch_size}")
+    os.makedirs(directory, exist_ok=True)
+    shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((micro, *z.shape[1:]), jnp.float32))
+    acts_shape, labels_shape = shapes
+    files = {k: (f"act_{k}.npy", (n, *s.shape[1:]), np.float32) for k, s in acts_shape.items()}
+    files["__labels__"] = ("labels.npy", (n, *labels_shape.shape[1:]), np.int16)
+    done = _read_progress(directory, n, batch_size)
+    maps = {
+        key: np.lib.format.open_memmap(
+            os.path.join(directory, name), mode="r+" if done else "w+", dtype=dtype, shape=shape
+        )
+        for key, (name, shape, dtype) in files.items()
+    }
+    for key, (name, shape, _) in files.items():
+        if maps[key].shape != shape:
+            raise ValueError(f"{directory}/{name} has shape {maps[key].shape}, expected {shape}")
+    run = _sharded(fn, micro, devices)
+    starts = range(done, n, batch_size)
+    for start in progress.bar(
+        starts, desc, total=len(range(0, n, batch_size)) - done // batch_size
+    ):
+        idx = np.minimum(np.arange(start, start + batch_size), n - 1)
+        acts, labels = jax.device_get(run(jnp.asarray(z[idx])))
+        stop = min(start + batch_size, n)
+        for k, a in acts.items():
+            maps[k][start:stop] = a[: stop - start]
+        maps["__labels__"][start:stop] = labels[: stop - start]
+        for m in maps.values():
+            m.flush()
+        _write_progress(directory, stop, n, batch_size)
+    labels = maps.pop("__labels__")
+    return Cache(maps, labels)
+
+
+def open_cache(directory: str, layers: Sequence[str]) -> Cache:
+    """Read-only view of a finished cache."""
+    with open(os.path.join(directory, PROGRESS)) as f:
+        state = json.load(f)
+    if state["done"] != state["n"]:
+        raise ValueError(f"{directory}: cache unfinished ({state['done']}/{state['n']} images)")
+    acts = {k: np.load(os.path.join(directory, f"act_{k}.npy"), mmap_mode="r") for k in layers}
+    return Cache(acts, np.load(os.path.join(directory, "labels.npy"), mmap_mode="r"))
+
+
+def _read_progress(directory: str, n: int, batch_size: int) -> int:
+    path = os.path.join(directory, PROGRESS)
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        state = json.load(f)
+    if (state["n"], state["batch_size"]) != (n, batch_size):
+        raise ValueError(
+            f"{directory} holds a cache of {state['n']} images in batches of "
+            f"{state['batch_size']}, not {n} in batches of {batch_size}"
+        )
+    return int(state["done"])
+
+
+def _write_progress(directory: str, done: int, n: int, batch_size: int) -> None:
+    tmp = os.path.join(directory, PROGRESS + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"done": done, "n": n, "batch_size": batch_size}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(directory, PROGRESS))
+
+
+def as_batches(arrays: Mapping[str, np.ndarray], batch_size: int):
+    """Yield ``(start, {name: array[start:start+batch_size]})`` over the first axis."""
+    n = next(iter(arrays.values())).shape[0]
+    for start in range(0, n, batch_size):
+        yield start, {k: np.asarray(v[start : start + batch_size]) for k, v in arrays.items()}
