@@ -1,0 +1,344 @@
+"""Report: strips against planted masks, records against brute force, files that parse.
+
+``python tests/test_report.py [outdir]`` renders a demo report (scenes with planted units) to
+``/tmp/report_demo`` for looking at.
+"""
+
+import html.parser
+import json
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+from gdjax import chart, report, scenes
+
+LABELS = [
+    ("-", "object"),
+    ("tree", "object"),
+    ("sky", "object"),
+    ("wood", "material"),
+    ("leg", "part"),
+    ("tree-t", "object"),
+]
+CATS = ["object", "part", "material"]
+
+
+def _bilinear(a, size):
+    """Brute-force half-pixel bilinear with edge clamp of one ``[h, w]`` map."""
+    h, w = a.shape
+    out = np.zeros((size, size))
+    for y in range(size):
+        for x in range(size):
+            sy = min(max((y + 0.5) * h / size - 0.5, 0), h - 1)
+            sx = min(max((x + 0.5) * w / size - 0.5, 0), w - 1)
+            y0, x0 = int(sy), int(sx)
+            y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+            fy, fx = sy - y0, sx - x0
+            top = a[y0, x0] * (1 - fx) + a[y0, x1] * fx
+            bot = a[y1, x0] * (1 - fx) + a[y1, x1] * fx
+            out[y, x] = top * (1 - fy) + bot * fy
+    return out
+
+
+def test_unit_strip_planted_block():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    acts = np.zeros((2, 8, 8), np.float32)
+    acts[0, 3:5, 3:5] = 1.0  # a 2x2 block of an 8x8 map: a rounded square at 64x64
+    strip = report.unit_strip(images, acts, 0.5, gap=4)
+    assert strip.shape == (64, 2 * 68 - 4, 3) and strip.dtype == np.uint8
+    mask = _bilinear(acts[0], 64) > 0.5
+    ring = np.zeros_like(mask)
+    for y, x in zip(*np.nonzero(mask), strict=True):
+        nb = [(y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)]
+        ring[y, x] = any(0 <= i < 64 and 0 <= j < 64 and not mask[i, j] for i, j in nb)
+    assert mask[24:40, 24:40].sum() == 16 * 16 - 4 * 6 and mask.sum() == 16 * 16 - 4 * 6
+    first = strip[:, :64]
+    np.testing.assert_array_equal(first[~mask], images[0][~mask] // 2)
+    np.testing.assert_array_equal(first[ring], np.full((ring.sum(), 3), [255, 255, 0]))
+    np.testing.assert_array_equal(first[mask & ~ring], images[0][mask & ~ring])
+    np.testing.assert_array_equal(strip[:, 64:68], 255)  # white gap
+    np.testing.assert_array_equal(strip[:, 68:], images[1] // 2)  # nothing active: all dimmed
+
+
+def test_unit_strip_half_plane_by_hand():
+    images = np.full((1, 64, 64, 3), 201, np.uint8)
+    acts = np.zeros((1, 8, 8))
+    acts[0, :, 4:] = 2.0  # value at column x: 2 * clip((x + 0.5) / 8 - 3.5, 0, 1) > 1 for x >= 32
+    strip = report.unit_strip(images, acts, 1.0)
+    np.testing.assert_array_equal(strip[:, :32], 100)  # uint8(201 * 0.5)
+    np.testing.assert_array_equal(strip[:, 32], np.full((64, 3), [255, 255, 0]))
+    np.testing.assert_array_equal(strip[:, 33:], 201)  # the image border is not an outline
+
+
+def test_unit_strip_whole_image_active_has_no_outline():
+    images = np.full((1, 16, 16, 3), 100, np.uint8)
+    strip = report.unit_strip(images, np.ones((1, 4, 4)), 0.0, dim=0.25, outline=(1, 2, 3))
+    np.testing.assert_array_equal(strip, images[0])
+
+
+def test_seg_strip_colours():
+    labels = np.array([[[0, 1], [2, 3]], [[3, 3], [1, 0]]])
+    colors = scenes.palette(4)
+    strip = report.seg_strip(labels, colors, (8, 8), gap=2)
+    assert strip.shape == (8, 18, 3)
+    for i in range(2):
+        tile = strip[:, i * 10 : i * 10 + 8]
+        np.testing.assert_array_equal(tile, colors[np.repeat(np.repeat(labels[i], 4, 0), 4, 1)])
+    np.testing.assert_array_equal(strip[:, 8:10], 255)
+
+
+def _inputs(seed=0, c=12, k=3):
+    rng = np.random.default_rng(seed)
+    n = len(LABELS)
+    max_iqr = rng.uniform(0, 0.1, (n, c))
+    return dict(
+        labels=LABELS,
+        categories=CATS,
+        iou=rng.uniform(0, 0.12, (n, c)),
+        iqr=rng.uniform(0, 0.02, (n, c)),
+        best=np.argmax(max_iqr, 0),
+        levels=rng.normal(size=c),
+        top_values=-np.sort(-rng.uniform(size=(k, c)), 0),
+        top_indices=rng.integers(0, 100, (k, c)),
+        lc=rng.integers(1, 1000, n).astype(float),
+        cc=rng.integers(1, 1000, (3, c)).astype(float),
+        ic=rng.integers(0, 100, (n, c)).astype(float),
+        max_iqr=max_iqr,
+        max_iqr_level=rng.normal(size=(n, c)),
+        max_iqr_quantile=rng.uniform(0, 0.6, (n, c)),
+        max_iqr_iou=rng.uniform(size=(n, c)),
+    )
+
+
+def test_unit_records_brute_force():
+    a = _inputs()
+    recs = report.unit_records(**a)
+    cat_of = {"object": 0, "part": 1, "material": 2}
+    for u, r in enumerate(recs):
+        b = a["best"][u]
+        assert r["unit"] == u and r["iou_labelnum"] == b and r["iou_label"] == LABELS[b][0]
+        assert r["iou"] == a["iou"][b, u] and r["iou_iqr"] == a["iqr"][b, u]
+        assert r["interp"] == (a["iou"][b, u] > 0.05 and a["iqr"][b, u] > 0.01)
+        assert r["iou_cat"] == LABELS[b][1] and r["lc"] == a["lc"][b] and r["ic"] == a["ic"][b, u]
+        assert r["cc"] == a["cc"][cat_of[LABELS[b][1]], u] and r["level"] == a["levels"][u]
+        assert [t["imgnum"] for t in r["top"]] == list(a["top_indices"][:, u])
+        assert [t["maxact"] for t in r["top"]] == list(a["top_values"][:, u])
+        ok = [j for j in range(len(LABELS)) if a["max_iqr_quantile"][j, u] <= 0.5]
+        q = max(ok, key=lambda j: a["max_iqr"][j, u])
+        assert r["iqr_label"] == LABELS[q][0] and r["iqr"] == a["max_iqr"][q, u]
+        assert r["iqr_level"] == a["max_iqr_level"][q, u] and r["iqr_iou"] == a["max_iqr_iou"][q, u]
+    assert any(r["interp"] for r in recs) and not all(r["interp"] for r in recs)
+    strict = report.unit_records(**a, iou_threshold=0.1, iqr_threshold=0.015)
+    for u, r in enumerate(strict):
+        b = a["best"][u]
+        assert r["interp"] == (a["iou"][b, u] > 0.1 and a["iqr"][b, u] > 0.015)
+
+
+def test_layer_record_rankings_brute_force():
+    a = _inputs(seed=1)
+    rec = report.layer_record("layer4", **a)
+    units = rec["units"]
+    names = [r["name"] for r in rec["rankings"]]
+    assert names[:4] == ["unit", "label", "max iou", "max iqr"]
+    stripped = [u["iou_label"].removesuffix("-t") for u in units]
+    expect = sorted(
+        set(stripped), key=lambda s: (-stripped.count(s), [n for n, _ in LABELS].index(s))
+    )
+    assert names[4:] == [f"{s}-{m}" for s in expect for m in ("iou", "iqr")]
+    score = {r["name"]: r["score"] for r in rec["rankings"]}
+    assert score["unit"] == list(range(12)) and score["max iou"] == [-u["iou"] for u in units]
+    np.testing.assert_array_equal(score["tree-iou"], -a["iou"][1])
+    np.testing.assert_array_equal(score["tree-iqr"], -a["max_iqr"][1])
+    # 'label': interpretable first, then popularity, best IoU of the label, label, -iou.
+    good = [u for u in units if u["interp"]]
+    pop = {b: sum(u["iou_labelnum"] == b for u in good) for b in range(len(LABELS))}
+    top = {b: max([u["iou"] for u in good if u["iou_labelnum"] == b], default=0.0) for b in pop}
+    key = lambda u: (
+        not u["interp"],
+        -pop[u["iou_labelnum"]],
+        -top[u["iou_labelnum"]],
+        u["iou_labelnum"],
+        -u["iou"],
+    )
+    order = [u["unit"] for u in sorted(units, key=key)]
+    assert list(np.argsort(score["label"])) == order
+    assert sorted(score["label"]) == list(range(12))
+    assert rec["interpretable"] == len(good)
+    assert sorted(sum((s["units"] for s in rec["labels"]), [])) == [u["unit"] for u in good]
+    # No interpretable unit at an impossible threshold.
+    none = report.layer_record("layer4", **a, iou_threshold=1.0)
+    assert none["interpretable"] == 0 and none["labels"] == []
+
+
+def test_labels_summary_order_by_hand():
+    # units:   0      1      2       3      4     5     6
+    best = np.array([3, 3, 3, 1, 2, 2, 1])  # wood x3 (material), tree x2, sky x2 (object)
+    c, n = 7, len(LABELS)
+    iou = np.zeros((n, c))
+    iou[best, np.arange(c)] = [0.3, 0.4, 0.2, 0.1, 0.2, 0.15, 0.08]
+    iou[1, 6] = 0.04  # unit 6 not interpretable: tree has 1 unit, sky 2
+    a = dict(_inputs(c=c), best=best, iou=iou, iqr=np.full((n, c), 0.5), max_iqr=None)
+    rec = report.layer_record("l", **a)
+    got = [(s["label"], s["cat"], s["units"]) for s in rec["labels"]]
+    assert got == [
+        ("sky", "object", [4, 5]),
+        ("tree", "object", [3]),
+        ("wood", "material", [1, 0, 2]),
+    ]
+    assert "max iqr" not in [r["name"] for r in rec["rankings"]]
+    label_order = list(np.argsort([r["score"] for r in rec["rankings"] if r["name"] == "label"][0]))
+    assert label_order == [1, 0, 2, 4, 5, 3, 6]  # popularity, not category, orders units
+
+
+REQUIRED_TOP = "netname meta default_ranking quantile_threshold settings iou_threshold"
+REQUIRED_TOP += " iqr_threshold segcolors layers"
+REQUIRED_LAYER = "layer units rankings iou_threshold labels interpretable bargraph dirname"
+REQUIRED_UNIT = "unit interp level top iou iou_iqr lc cc ic iou_labelnum iou_label iou_cat"
+REQUIRED_UNIT += " iqr iqr_label iqr_cat iqr_level iqr_quantile iqr_iou"
+
+
+def _record():
+    layers = [report.layer_record(f"layer{i}", **_inputs(seed=i)) for i in (1, 2)]
+    settings = {"size": 100, "seed": 1}
+    return report.report_record("demo<&>", layers, LABELS, scenes.palette(6), settings=settings)
+
+
+def test_json_round_trip(tmp_path):
+    rec = _record()
+    path = report.write_json(str(tmp_path), rec)
+    with open(path) as f:
+        back = json.load(f)
+    assert back == json.loads(json.dumps(rec))
+    assert set(REQUIRED_TOP.split()) <= set(back)
+    assert isinstance(back["iou_threshold"], float) and back["quantile_threshold"] == "iqr"
+    assert back["default_ranking"] == "label" and back["segcolors"]["0,0,0"] == "-"
+    for layer in back["layers"]:
+        assert set(REQUIRED_LAYER.split()) <= set(layer) and len(layer["units"]) == 12
+        for u in layer["units"]:
+            assert set(REQUIRED_UNIT.split()) <= set(u)
+            assert set(u["top"][0]) == {"imgnum", "maxact"}
+    a = _inputs()
+    p = report.save_stats(str(tmp_path), "layer1", iou=a["iou"], best=a["best"])
+    with np.load(p) as z:
+        np.testing.assert_array_equal(z["iou"], a["iou"])
+
+
+class _Checker(html.parser.HTMLParser):
+    """Checks nesting and counts body rows, images and text of the unit tables."""
+
+    VOID = {"meta", "img", "input", "br", "link"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.rows, self.srcs, self.text, self.ids = [], {}, [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.srcs.append(attrs["src"])
+        if tag == "table" and "id" in attrs:
+            self.ids.append(attrs["id"])
+        if tag == "tr" and "tbody" in self.stack:
+            self.rows[self.ids[-1]] = self.rows.get(self.ids[-1], 0) + 1
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack.pop() == tag, tag
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_structure(tmp_path):
+    rec = _record()
+    rec["layers"][0]["units"][0]["iou_label"] = '<b>&"x'
+    out = str(tmp_path)
+    top = np.zeros((8, 20, 3), np.uint8)
+    strips = [(lay["layer"], u["unit"], top, top) for lay in rec["layers"] for u in lay["units"]]
+    path = report.write_report(out, rec, strips)
+    page = open(path, encoding="utf-8").read()
+    assert "http" not in page and "<b>&" not in page
+    p = _Checker()
+    p.feed(page)
+    p.close()
+    assert p.stack == []
+    assert p.rows == {"units-layer1": 12, "units-layer2": 12}
+    assert '<b>&"x' in p.text and "demo<&>" in "".join(p.text)
+    for src in p.srcs:
+        assert os.path.exists(os.path.join(out, src)), src
+    assert len([s for s in p.srcs if s.endswith("-top.png")]) == 24
+
+
+def test_bar_chart_bars(tmp_path):
+    summary = [
+        {"label": "tree", "units": [1, 2, 3, 4], "cat": "object"},
+        {"label": "sky", "units": [5, 6], "cat": "object"},
+        {"label": "door", "units": [7], "cat": "object"},
+        {"label": "wood", "units": [8, 9], "cat": "material"},
+        {"label": "a-very-long-concept-name-indeed", "units": [0], "cat": "material"},
+    ]
+    path = chart.bar_chart(summary, ["object", "material"], str(tmp_path / "b.png"))
+    img = np.asarray(Image.open(path).convert("RGB"))
+    w = chart.LEFT + 5 * (chart.BAR_W + chart.BAR_GAP) + chart.GROUP_GAP + chart.RIGHT
+    w = max(w, 240)
+    assert img.shape == (chart.TOP + chart.PLOT_H + chart.LABEL_H + chart.CAPTION_H, w, 3)
+    assert chart.chart_size(summary) == (w, img.shape[0])
+    for cat, bars, heights in (("object", 3, [160, 80, 40]), ("material", 2, [80, 40])):
+        hit = np.all(img == chart.CATEGORY_COLORS[cat], axis=-1)
+        cols = np.flatnonzero(hit.any(axis=0))
+        assert len(cols) == bars * chart.BAR_W
+        per_bar = hit[:, cols].sum(0).reshape(bars, chart.BAR_W)
+        np.testing.assert_array_equal(
+            per_bar, np.repeat(np.array(heights)[:, None], chart.BAR_W, 1)
+        )
+    empty = np.asarray(Image.open(chart.bar_chart([], [], str(tmp_path / "e.png"))))
+    assert empty.shape[1] == 240
+
+
+def demo(outdir="/tmp/report_demo", n=24, k=6):
+    """A report of planted units on rendered scenes: units 0-6 follow a label, 7-9 are noise."""
+    images, seg = scenes.render(0, n, 64)
+    images = (np.clip((images + 1) / 2 * 255, 0, 255)).astype(np.uint8)
+    follow = [scenes.TREE, scenes.SKY, scenes.BUILDING, scenes.WATER, scenes.GRASS, scenes.ROAD]
+    follow += [scenes.TREE]
+    rng = np.random.default_rng(0)
+    c, nl = len(follow) + 3, len(scenes.LABELS)
+    onehot = (seg[..., None] == np.arange(nl)).reshape(n, 8, 8, 8, 8, nl).mean((2, 4))
+    acts = rng.normal(0, 0.3, (n, 8, 8, c)).astype(np.float32)
+    acts[..., : len(follow)] += onehot[..., follow] * 2
+    levels = np.full(c, 1.0)
+    up = np.stack([report.upsample.upsample(a[None], (64, 64))[0] for a in acts])
+    on = up > levels
+    lab = seg[..., None] == np.arange(nl)  # [n, 64, 64, L]
+    ic = np.einsum("nhwc,nhwl->lc", on.astype(float), lab.astype(float))
+    lc = lab.sum((0, 1, 2)).astype(float)
+    cc = on.sum((0, 1, 2))[None].astype(float)
+    iou = ic / (cc + lc[:, None] - ic + 1e-20)
+    best = np.argmax(iou, 0)
+    maxact = acts.max((1, 2))  # [n, C]
+    top_idx = np.argsort(-maxact, 0)[:k]
+    labels = [
+        (name, "material" if name in ("grass", "road", "water") else cat)
+        for name, cat in scenes.LABELS
+    ]
+    layer = report.layer_record(
+        "layer4", labels, ["object", "material"], iou, iou * 0.3, best, levels,
+        np.take_along_axis(maxact, top_idx, 0), top_idx, lc, cc, ic,
+    )  # fmt: skip
+    strips = []
+    for u in range(c):
+        ix = top_idx[:, u]
+        top = report.unit_strip(images[ix], acts[ix, ..., u], levels[u])
+        strips.append(("layer4", u, top, report.seg_strip(seg[ix], scenes.palette(nl), (64, 64))))
+    rec = report.report_record(
+        "scenes-demo", [layer], labels, scenes.palette(nl), settings={"size": n}
+    )
+    return report.write_report(outdir, rec, strips)
+
+
+if __name__ == "__main__":
+    print(demo(*sys.argv[1:2]))
