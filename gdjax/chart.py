@@ -28,11 +28,23 @@ _AXIS = (120, 120, 120)
 _TEXT = (30, 30, 30)
 
 # Layout in pixels.
-BAR_W, BAR_GAP, GROUP_GAP = 14, 6, 18
-LEFT, RIGHT, TOP = 36, 12, 30
+BAR_W, BAR_GAP, GROUP_GAP = 16, 6, 20
+LEFT, RIGHT, TOP = 36, 12, 36
 PLOT_H = 160  # height of the tallest bar
-LABEL_H = 96  # room below the axis for rotated concept names
-CAPTION_H = 24  # category caption under the names
+LABEL_H = 110  # most room below the axis for rotated concept names (longer ones are cut)
+CAPTION_H = 28  # category caption under the names
+FONT_SIZE = 13
+
+
+def _font():
+    """Pillow's built-in font (FreeType where available, else its bitmap font at fixed size)."""
+    return ImageFont.load_default(size=FONT_SIZE)
+
+
+def _label_h(labels_summary: list[dict], font) -> int:
+    """Room for the rotated names: the longest name plus margins, at most ``LABEL_H``."""
+    longest = max((font.getlength(str(e["label"])) for e in labels_summary), default=0)
+    return int(min(LABEL_H, max(24, longest + 10)))
 
 
 def category_color(category: str, categories: list[str]) -> tuple[int, int, int]:
@@ -57,10 +69,11 @@ def _groups(labels_summary: list[dict]) -> list[tuple[str, list[dict]]]:
 
 def chart_size(labels_summary: list[dict]) -> tuple[int, int]:
     """``(width, height)`` of the PNG: ``LEFT + n*(BAR_W+BAR_GAP) + (groups-1)*GROUP_GAP + RIGHT``
-    wide (at least 240) and ``TOP + PLOT_H + LABEL_H + CAPTION_H`` high."""
+    wide (at least 280) and ``TOP + PLOT_H + label_h + CAPTION_H`` high, ``label_h`` the length of
+    the longest name plus 10 in ``[24, LABEL_H]``."""
     n, g = len(labels_summary), len(_groups(labels_summary))
     width = LEFT + n * (BAR_W + BAR_GAP) + max(g - 1, 0) * GROUP_GAP + RIGHT
-    return max(width, 240), TOP + PLOT_H + LABEL_H + CAPTION_H
+    return max(width, 280), TOP + PLOT_H + _label_h(labels_summary, _font()) + CAPTION_H
 
 
 def _vertical_text(draw_on: Image.Image, xy: tuple[int, int], text: str, font) -> None:
@@ -81,19 +94,20 @@ def bar_chart(labels_summary: list[dict], categories: list[str], path: str) -> s
     rotated below; each category run gets a caption. ``categories`` names the known categories
     (for stable colours of categories outside the reference's list). Size: ``chart_size``.
     """
-    font = ImageFont.load_default()
+    font = _font()
     width, height = chart_size(labels_summary)
+    label_h = _label_h(labels_summary, font)
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     base = TOP + PLOT_H  # y of the axis
-    draw.text((4, 4), "interpretable units per concept", fill=_TEXT, font=font)
+    draw.text((6, 6), "interpretable units per concept", fill=_TEXT, font=font)
     if not labels_summary:
         draw.text((LEFT, TOP + PLOT_H // 2), "no interpretable units", fill=_TEXT, font=font)
     else:
         top = max(len(e["units"]) for e in labels_summary)
         draw.line([(LEFT - 4, base), (width - RIGHT, base)], fill=_AXIS)
-        draw.text((4, TOP - 6), str(top), fill=_AXIS, font=font)
-        draw.text((4, base - 6), "0", fill=_AXIS, font=font)
+        draw.text((4, TOP - 8), str(top), fill=_AXIS, font=font)
+        draw.text((4, base - 8), "0", fill=_AXIS, font=font)
         x = LEFT
         for cat, entries in _groups(labels_summary):
             color = category_color(cat, categories)
@@ -104,16 +118,16 @@ def bar_chart(labels_summary: list[dict], categories: list[str], path: str) -> s
                 h = max(1, int(round(PLOT_H * count / top)))
                 draw.rectangle([x, base - h, x + BAR_W - 1, base - 1], fill=color)
                 tw = draw.textlength(str(count), font=font)
-                draw.text((x + (BAR_W - tw) / 2, base - h - 12), str(count), fill=_TEXT, font=font)
+                draw.text((x + (BAR_W - tw) / 2, base - h - 15), str(count), fill=_TEXT, font=font)
                 name = str(entry["label"])
-                if draw.textlength(name, font=font) > LABEL_H - 6:
-                    while name and draw.textlength(name + "...", font=font) > LABEL_H - 6:
+                if draw.textlength(name, font=font) > label_h - 6:
+                    while name and draw.textlength(name + "...", font=font) > label_h - 6:
                         name = name[:-1]
                     name += "..."
                 _vertical_text(img, (x + 1, base + 4), name, font)
                 x += BAR_W + BAR_GAP
             x_end = x - BAR_GAP
-            y = base + LABEL_H
+            y = base + label_h
             draw.line([(x_start, y), (x_end - 1, y)], fill=_AXIS, width=1)
             cw = draw.textlength(cat, font=font)
             cx = max(x_start, (x_start + x_end - cw) / 2)

@@ -348,8 +348,7 @@ _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:16px 24px;color:#222}
 table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}
 th.sort{cursor:pointer;color:#246}th.sort:hover{text-decoration:underline}
-.units img{display:block;max-width:100%;image-rendering:pixelated}
-.units td.imgs{max-width:720px}.no td{color:#999}
+.units img{display:block;height:96px;width:auto;image-rendering:pixelated}.no td{color:#999}
 .bar button{margin-right:6px}.bar{margin:8px 0}h2{margin-top:32px}
 """
 
@@ -393,14 +392,15 @@ def _layer_html(layer: dict) -> list[str]:
     no = ' class="no"'
     for u in layer["units"]:
         n, iou = u["unit"], u["iou"] or 0.0
+        top, seg = _url(name, "image", f"{n}-top.png"), _url(name, "image", f"{n}-seg.png")
         out.append(
             f'<tr data-unit="{n}" data-rank="{rank[n]}" data-iou="{iou:.6g}" '
             f'data-interp="{int(u["interp"])}"{"" if u["interp"] else no}>'
             f"<td>{n}</td><td>{e(u['iou_label'])}</td><td>{e(u['iou_cat'])}</td>"
             f"<td>{iou:.3f}</td><td>{'yes' if u['interp'] else 'no'}</td>"
-            f'<td class="imgs"><img loading="lazy" src="{_url(name, "image", f"{n}-top.png")}" '
-            f'alt="unit {n} top images"><img loading="lazy" '
-            f'src="{_url(name, "image", f"{n}-seg.png")}" alt="unit {n} segmentation"></td></tr>'
+            f'<td><a href="{top}"><img loading="lazy" src="{top}" alt="unit {n} top images"></a>'
+            f'<a href="{seg}"><img loading="lazy" src="{seg}" alt="unit {n} segmentation"></a>'
+            "</td></tr>"
         )
     out.append("</tbody></table>")
     return out

@@ -284,7 +284,7 @@ def test_bar_chart_bars(tmp_path):
     path = chart.bar_chart(summary, ["object", "material"], str(tmp_path / "b.png"))
     img = np.asarray(Image.open(path).convert("RGB"))
     w = chart.LEFT + 5 * (chart.BAR_W + chart.BAR_GAP) + chart.GROUP_GAP + chart.RIGHT
-    w = max(w, 240)
+    w = max(w, 280)
     assert img.shape == (chart.TOP + chart.PLOT_H + chart.LABEL_H + chart.CAPTION_H, w, 3)
     assert chart.chart_size(summary) == (w, img.shape[0])
     for cat, bars, heights in (("object", 3, [160, 80, 40]), ("material", 2, [80, 40])):
@@ -295,8 +295,10 @@ def test_bar_chart_bars(tmp_path):
         np.testing.assert_array_equal(
             per_bar, np.repeat(np.array(heights)[:, None], chart.BAR_W, 1)
         )
+    many = [{"label": "x", "units": [0], "cat": c} for c in ["object"] * 9 + ["color"] * 9]
+    assert chart.chart_size(many)[0] == chart.LEFT + 18 * 22 + chart.GROUP_GAP + chart.RIGHT
     empty = np.asarray(Image.open(chart.bar_chart([], [], str(tmp_path / "e.png"))))
-    assert empty.shape[1] == 240
+    assert empty.shape[1] == 280
 
 
 def demo(outdir="/tmp/report_demo", n=24, k=6):
@@ -316,8 +318,8 @@ def demo(outdir="/tmp/report_demo", n=24, k=6):
     lab = seg[..., None] == np.arange(nl)  # [n, 64, 64, L]
     ic = np.einsum("nhwc,nhwl->lc", on.astype(float), lab.astype(float))
     lc = lab.sum((0, 1, 2)).astype(float)
-    cc = on.sum((0, 1, 2))[None].astype(float)
-    iou = ic / (cc + lc[:, None] - ic + 1e-20)
+    cc = np.repeat(on.sum((0, 1, 2))[None], 2, 0).astype(float)  # both categories everywhere
+    iou = ic / (cc[:1] + lc[:, None] - ic + 1e-20)
     best = np.argmax(iou, 0)
     maxact = acts.max((1, 2))  # [n, C]
     top_idx = np.argsort(-maxact, 0)[:k]
