@@ -263,19 +263,11 @@ def layer_record(
             )
     summary = []
     for b in count:
-        mine = sorted((u for u in good if u["iou_labelnum"] == b), key=lambda u: -u["iou"])
-        cat = units[mine[0]["unit"]]["iou_cat"]
-        summary.append(
-            {"label": labels[b][0], "labelnum": b, "units": [u["unit"] for u in mine], "cat": cat}
-        )
-    summary.sort(
-        key=lambda s: (
-            _category_rank(s["cat"]),
-            -len(s["units"]),
-            -top_iou[s["labelnum"]],
-            s["labelnum"],
-        )
-    )
+        mine = [u["unit"] for u in sorted(good, key=lambda u: -u["iou"]) if u["iou_labelnum"] == b]
+        cat = units[mine[0]]["iou_cat"]
+        summary.append({"label": labels[b][0], "labelnum": b, "units": mine, "cat": cat})
+    rank = lambda s: (_category_rank(s["cat"]), -len(s["units"]), -top_iou[s["labelnum"]])
+    summary.sort(key=lambda s: (*rank(s), s["labelnum"]))
     return {
         "layer": layer,
         "units": units,
@@ -284,7 +276,7 @@ def layer_record(
         "iqr_threshold": float(iqr_threshold),
         "labels": summary,
         "interpretable": len(good),
-        "bargraph": f"{layer}/bargraph.png",
+        "bargraph": "bargraph.png",  # relative to dirname, as the reference
         "dirname": layer,
     }
 
@@ -375,7 +367,7 @@ def _layer_html(layer: dict) -> list[str]:
     out = [
         f"<h2>Layer {e(name)}</h2>",
         f"<p>{layer['interpretable']} of {len(layer['units'])} units interpretable.</p>",
-        f'<img src="{_url(name, "bargraph.png")}" alt="concept counts of {e(name)}">',
+        f'<img src="{_url(layer["dirname"], layer["bargraph"])}" alt="concepts of {e(name)}">',
         '<div class="bar">Sort by '
         f"<button onclick=\"sortUnits('{tid}','unit',false)\">unit</button>"
         f"<button onclick=\"sortUnits('{tid}','rank',false)\">label</button>"
