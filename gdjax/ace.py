@@ -1,0 +1,385 @@
+"""Average causal effect (ACE) of units on a class, and learning per-unit α (REFERENCE §4.2–4.3).
+
+Written against plain callables so any segmenter fits (:func:`segmenter_fns` adapts a
+:class:`gdjax.segmenter.Segmenter`):
+
+* ``score(images [N, R, R, 3]) -> [N, h, w]``: soft class probability, differentiable;
+* ``mask(images) -> [N, h, w] bool``: hard class pixels.
+
+``h, w`` must be multiples of the layer's ``H, W``; a "cell" is one layer position and its
+class coverage is the mean of the class mask over its block of pixels. The generator is a
+:class:`gdjax.proggan.Generator` (or any module with the same ``start``/``stop``/``edits``
+call) split at ``cfg.layer`` (:mod:`gdjax.intervene`).
+
+The reference reads the insertion reward of its training loss at the *present* image's cell
+(``ploc``) instead of the candidate's (``cloc``, REFERENCE §4.3, §9 item 11). The default
+here reads it at ``cloc``; ``Config(ploc_bug=True)`` reproduces the reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gdjax import intervene, proggan
+from gdjax import progress as _progress
+
+
+class ClassFns(NamedTuple):
+    """``score(images) -> [N, h, w]`` soft probability, ``mask(images) -> [N, h, w]`` bool."""
+
+    score: Callable[[jax.Array], jax.Array]
+    mask: Callable[[jax.Array], jax.Array]
+
+
+def segmenter_fns(seg, label: int, downsample: int = 1) -> ClassFns:
+    """:class:`ClassFns` for ``label`` of a :class:`gdjax.segmenter.Segmenter`.
+
+    ``score`` is ``class_score``'s soft map (the reference ``predict_single_class``), ``mask``
+    is "any segmentation channel equals ``label``" as the reference's set selection.
+    """
+    from gdjax import segmenter
+
+    def score(images):
+        return segmenter.class_score(seg, images, label, downsample)[0]
+
+    def mask(images):
+        return jnp.any(segmenter.segment(seg, images, downsample) == label, axis=-1)
+
+    return ClassFns(score, mask)
+
+
+class Config(NamedTuple):
+    """Settings; defaults are the reference's (``netdissect.aceoptimize``)."""
+
+    layer: str = "layer4"
+    search_size: int = 10000
+    train_size: int = 1000
+    eval_size: int = 200
+    inference_batch_size: int = 10
+    train_batch_size: int = 2
+    train_update_freq: int = 10  # micro-batches accumulated per Adam step
+    train_epochs: int = 10
+    l2_lambda: float = 0.005
+    lr: float = 0.01
+    present_seed: int = 10  # latent seed of the present (search) set
+    candidate_seed: int = 11  # latent seed of the candidate set
+    cells_per_batch: int = 5  # cells probed per candidate batch
+    location_seed: int = 1  # numpy RandomState drawing the probed cells
+    shuffle_seed: int = 0  # pairing and order of training pairs (the reference: unseeded)
+    ploc_bug: bool = False  # read the insertion reward at ploc, as the reference
+
+
+def cell_coverage(pixels: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """``[N, h, w]`` -> ``[N, H, W]`` mean over each cell's pixel block (adaptive avg pool)."""
+    n, h, w = pixels.shape
+    if h % size[0] or w % size[1]:
+        raise ValueError(f"map {h}x{w} is not a multiple of the layer's {size[0]}x{size[1]}")
+    x = pixels.astype(jnp.float32).reshape(n, size[0], h // size[0], size[1], w // size[1])
+    return x.mean(axis=(2, 4))
+
+
+def _batches(n: int, size: int):
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _prefix_fn(module, layer):
+    return jax.jit(lambda params, z: intervene.prefix(module, params, z, layer))
+
+
+def present_set(module, params, fns: ClassFns, z, cfg: Config, progress: bool = True):
+    """Phase 1: per image the class coverage of each cell, and the insertion value ``k``.
+
+    Returns ``(coverage [N, H, W], k [C])`` where ``k = sum feat*cov / (1e-20 + sum cov)``
+    over all images and cells: the activation mean weighted by class coverage.
+    """
+
+    @jax.jit
+    def run(params, z):
+        h = intervene.prefix(module, params, z, cfg.layer)
+        cov = cell_coverage(fns.mask(intervene.tail(module, params, h, cfg.layer)), h.shape[1:3])
+        return cov, jnp.einsum("nhwc,nhw->c", h, cov), jnp.sum(cov)
+
+    covs, wsum, total = [], 0.0, 0.0
+    spans = _batches(len(z), cfg.inference_batch_size)
+    for s, e in _progress.bar(spans, "ace present set", disable=not progress):
+        cov, ws, t = run(params, jnp.asarray(z[s:e]))
+        covs.append(np.asarray(cov))
+        wsum, total = wsum + np.asarray(ws, np.float64), total + float(t)
+    return np.concatenate(covs), (wsum / (1e-20 + total)).astype(np.float32)
+
+
+def unit_quantiles(module, params, z, layer: str, qs, batch_size: int = 10) -> np.ndarray:
+    """Exact (hazen) per-unit quantile levels ``[len(qs), C]`` of ``layer`` over latents ``z``.
+
+    Alternative insertion values (the reference's ``_h99`` variant and GANPaint use 0.99).
+    Holds every activation in memory: use a few thousand images at most.
+    """
+    run = _prefix_fn(module, layer)
+    acts = [np.asarray(run(params, jnp.asarray(z[s:e]))) for s, e in _batches(len(z), batch_size)]
+    acts = np.concatenate(acts)
+    return np.quantile(acts.reshape(-1, acts.shape[-1]), np.asarray(qs), axis=0, method="hazen")
+
+
+def select(scores, train_size: int, eval_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``train+eval`` images by score, index-sorted, split into train and eval."""
+    best = np.sort(np.argsort(-np.asarray(scores), kind="stable")[: train_size + eval_size])
+    return best[:train_size], best[train_size:]
+
+
+def candidate_set(module, params, fns: ClassFns, z, k, popularity, cfg: Config, progress=True):
+    """Phase 4: where inserting ``k`` into *all* units at one cell adds the class.
+
+    Per batch ``cells_per_batch`` distinct cells are drawn (the same for the batch) with
+    weights ``popularity + mean(popularity)/10``; the score of a probed cell is the change in
+    class pixels, zeroed where the cell already shows the class; unprobed cells score 0.
+    Returns ``(scores [N, H*W], cloc [N])``.
+    """
+    rng = np.random.RandomState(cfg.location_seed)
+    weights = np.asarray(popularity, np.float64) + np.mean(popularity) / 10
+    weights = weights / weights.sum()
+    k = jnp.asarray(k, jnp.float32)
+
+    @jax.jit
+    def run(params, z, cells):
+        h = intervene.prefix(module, params, z, cfg.layer)
+        size = h.shape[1:3]
+        base = fns.mask(intervene.tail(module, params, h, cfg.layer))
+        masks = jax.nn.one_hot(cells, size[0] * size[1]).reshape(-1, *size)
+        edits = intervene.Edit(
+            cfg.layer,
+            jnp.ones((len(cells), k.shape[0]), jnp.float32),
+            jnp.broadcast_to(k, (len(cells), k.shape[0])),
+            masks,
+        )
+        imgs = jax.vmap(lambda e: intervene.tail(module, params, h, cfg.layer, e))(edits)
+        new = fns.mask(imgs.reshape(-1, *imgs.shape[2:])).reshape(len(cells), *base.shape)
+        gain = new.sum(axis=(2, 3)) - base.sum(axis=(1, 2))[None, :]  # [cells, N]
+        absent = cell_coverage(base, size).reshape(base.shape[0], -1)[:, cells] == 0
+        return gain.T * absent
+
+    ncell = len(weights)
+    scores = np.zeros((len(z), ncell), np.float32)
+    spans = _batches(len(z), cfg.inference_batch_size)
+    for s, e in _progress.bar(spans, "ace candidate set", disable=not progress):
+        cells = rng.choice(ncell, cfg.cells_per_batch, replace=False, p=weights)
+        scores[s:e, cells] = np.asarray(run(params, jnp.asarray(z[s:e]), jnp.asarray(cells)))
+    return scores, np.argmax(scores, axis=1)
+
+
+def ace_loss(alpha, params, k, hp, ploc, hc, cloc, *, module, layer, score, ploc_bug=False):
+    """The reference ``ace_loss`` for one batch of pairs (REFERENCE §4.3), without the L2 term.
+
+    ``hp, hc [B, H, W, C]``: the layer activations of present and candidate images;
+    ``ploc, cloc [B]``: flat cell indices. Ablates ``alpha`` at ``ploc`` of the present images
+    (class probability left there is the erase loss) and inserts ``k`` with ``alpha`` at
+    ``cloc`` of the candidates (class probability gained there, at ``ploc`` if ``ploc_bug``,
+    is subtracted). Sums over the batch.
+    """
+    size = hp.shape[1:3]
+
+    def run(h, loc, value):
+        onehot = jax.nn.one_hot(loc, size[0] * size[1])
+        edit = intervene.Edit(layer, alpha, value, onehot.reshape(-1, *size))
+        pooled = cell_coverage(score(intervene.tail(module, params, h, layer, edit)), size)
+        return pooled.reshape(h.shape[0], -1), onehot
+
+    p_erase, onehot_p = run(hp, ploc, jnp.zeros_like(alpha))
+    p_add, onehot_c = run(hc, cloc, jnp.broadcast_to(k, alpha.shape))
+    return jnp.sum(p_erase * onehot_p) - jnp.sum(p_add * (onehot_p if ploc_bug else onehot_c))
+
+
+def _loss_fn(module, score, cfg: Config):
+    return functools.partial(
+        ace_loss, module=module, layer=cfg.layer, score=score, ploc_bug=cfg.ploc_bug
+    )
+
+
+class TrainState(NamedTuple):
+    alpha: jax.Array  # [C] in [0, 1]
+    opt_state: optax.OptState
+
+
+def make_step(module, score, cfg: Config):
+    """``(init(alpha) -> TrainState, step(state, params, k, batch) -> (state, loss))``.
+
+    ``batch = (hp, ploc, hc, cloc)`` with a leading ``train_update_freq`` axis over
+    micro-batches of ``train_batch_size`` pairs: their gradients are summed (as the
+    reference's accumulation), ``l2_lambda * pairs * |alpha|^2`` added, one Adam step taken
+    and alpha projected to ``[0, 1]``. Jitted; compiles once per shape.
+    """
+    opt = optax.adam(cfg.lr)
+    loss = _loss_fn(module, score, cfg)
+
+    def init(alpha):
+        alpha = jnp.asarray(alpha, jnp.float32)
+        return TrainState(alpha, opt.init(alpha))
+
+    @jax.jit
+    def step(state, params, k, batch):
+        def micro(g, mb):
+            value, grad = jax.value_and_grad(loss)(state.alpha, params, k, *mb)
+            return g + grad, value
+
+        grad, values = jax.lax.scan(micro, jnp.zeros_like(state.alpha), batch)
+        pairs = batch[0].shape[0] * batch[0].shape[1]
+        l2 = cfg.l2_lambda * pairs
+        grad = grad + 2 * l2 * state.alpha
+        updates, opt_state = opt.update(grad, state.opt_state, state.alpha)
+        alpha = optax.projections.projection_box(optax.apply_updates(state.alpha, updates), 0, 1)
+        return TrainState(alpha, opt_state), jnp.sum(values) + l2 * jnp.sum(state.alpha**2)
+
+    return init, step
+
+
+class Result(NamedTuple):
+    alpha: np.ndarray  # [C] final
+    snapshots: np.ndarray  # [epochs + 1, C]: before training ("epoch -1"), then each epoch
+    eval_loss: np.ndarray  # [epochs + 1] mean ACE loss per eval pair, same rows
+    train_loss: np.ndarray  # [epochs] mean loss per pair (with the L2 term)
+    k: np.ndarray  # [C] insertion value
+    present: np.ndarray  # [train + eval] present-set latent indices (seed present_seed)
+    candidates: np.ndarray  # [train + eval] candidate latent indices (seed candidate_seed)
+
+
+def optimize(module, params, fns: ClassFns, cfg: Config | None = None, init=None, progress=True):
+    """Learn per-unit α for a class (REFERENCE §4.2): sets, ``k``, then Adam with projection.
+
+    ``init``: initial α ``[C]`` (the reference: IoU / max IoU, see :func:`init_from_dissect`);
+    ``None`` starts at 0.5 everywhere. Deterministic for a given ``cfg`` (default:
+    :class:`Config`).
+    """
+    cfg = Config() if cfg is None else cfg
+    zdim = module.sizes[0]
+    n = cfg.train_size + cfg.eval_size
+    zp = proggan.sample_z(cfg.search_size, cfg.present_seed, zdim)
+    cov, k = present_set(module, params, fns, zp, cfg, progress)
+    cov = cov.reshape(len(zp), -1)
+    ptrain, peval = select(cov.max(axis=1), cfg.train_size, cfg.eval_size)
+    ploc = np.argmax(cov, axis=1)
+    popularity = np.bincount(ploc[ptrain], minlength=cov.shape[1])
+    zc = proggan.sample_z(cfg.search_size, cfg.candidate_seed, zdim)
+    cscore, cloc = candidate_set(module, params, fns, zc, k, popularity, cfg, progress)
+    ctrain, ceval = select(cscore.max(axis=1), cfg.train_size, cfg.eval_size)
+
+    # The generator up to the layer runs once per selected image; training resumes from it.
+    prefix = _prefix_fn(module, cfg.layer)
+    pidx, cidx = np.concatenate([ptrain, peval]), np.concatenate([ctrain, ceval])
+
+    def acts(z, idx):
+        spans = _batches(len(idx), cfg.inference_batch_size)
+        return jnp.concatenate([prefix(params, jnp.asarray(z[idx[s:e]])) for s, e in spans])
+
+    hp, hc = acts(zp, pidx), acts(zc, cidx)
+    pl, cl, kj = jnp.asarray(ploc[pidx]), jnp.asarray(cloc[cidx]), jnp.asarray(k)
+    init_fn, step = make_step(module, fns.score, cfg)
+    loss = _loss_fn(module, fns.score, cfg)
+    ev = np.arange(cfg.train_size, n)
+    b = cfg.train_batch_size
+    ev_batches = [ev[i : i + b] for i in range(0, len(ev), b)]
+    eval_fn = jax.jit(lambda a, idx: loss(a, params, kj, hp[idx], pl[idx], hc[idx], cl[idx]))
+
+    def evaluate(alpha):
+        total = sum(float(eval_fn(alpha, jnp.asarray(i))) for i in ev_batches)
+        return total / max(1, len(ev))
+
+    alpha0 = np.full(kj.shape, 0.5, np.float32) if init is None else np.asarray(init, np.float32)
+    state = init_fn(alpha0)
+    snapshots, eval_loss, train_loss = [np.asarray(state.alpha)], [evaluate(state.alpha)], []
+    rng = np.random.RandomState(cfg.shuffle_seed)
+    per_step = b * cfg.train_update_freq
+    steps = cfg.train_size // per_step
+    for _ in _progress.bar(range(cfg.train_epochs), "ace epochs", disable=not progress):
+        pair, order = rng.permutation(cfg.train_size), rng.permutation(cfg.train_size)
+        total = 0.0
+        for s in range(steps):
+            i = order[s * per_step : (s + 1) * per_step]
+            ip, ic = i.reshape(cfg.train_update_freq, b), pair[i].reshape(cfg.train_update_freq, b)
+            state, value = step(state, params, kj, (hp[ip], pl[ip], hc[ic], cl[ic]))
+            total += float(value)
+        snapshots.append(np.asarray(state.alpha))
+        eval_loss.append(evaluate(state.alpha))
+        train_loss.append(total / max(1, steps * per_step))
+    return Result(
+        np.asarray(state.alpha), np.stack(snapshots), np.asarray(eval_loss),
+        np.asarray(train_loss), k, pidx, cidx,
+    )  # fmt: skip
+
+
+def delta(module, params, mask_fn, z, layer, alpha, k, locations=None, batch_size=10) -> float:
+    """ACE δ: class pixel fraction with ``alpha`` inserted (value ``k``) minus ablated (0).
+
+    ``alpha [C]`` (``intervene.unit_alpha`` for a unit set), ``z [N, Z]``; ``locations``:
+    ``None`` edits and measures the whole image, ``[N, H, W]`` 0/1 cells edits there and
+    measures the fraction inside those cells. Mean over images.
+    """
+    alpha, k = jnp.asarray(alpha, jnp.float32), jnp.asarray(k, jnp.float32)
+
+    @jax.jit
+    def run(params, z, loc):
+        h = intervene.prefix(module, params, z, layer)
+        fracs = []
+        for value in (k, jnp.zeros_like(k)):
+            edit = intervene.make(layer, alpha, value, loc)
+            m = cell_coverage(mask_fn(intervene.tail(module, params, h, layer, edit)), h.shape[1:3])
+            w = jnp.ones_like(m) if loc is None else loc
+            fracs.append(jnp.sum(m * w, axis=(1, 2)) / jnp.maximum(jnp.sum(w, axis=(1, 2)), 1e-20))
+        return fracs[0] - fracs[1]
+
+    out = []
+    for s, e in _batches(len(z), batch_size):
+        loc = None if locations is None else jnp.asarray(locations[s:e], jnp.float32)
+        out.append(np.asarray(run(params, jnp.asarray(z[s:e]), loc)))
+    return float(np.concatenate(out).mean())
+
+
+def init_from_dissect(path: str, layer: str, classname: str) -> np.ndarray | None:
+    """IoU / max IoU from the ``'<class>-iou'`` ranking of ``dissect.json`` (None if absent)."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    for lrec in record.get("layers", []):
+        if lrec.get("layer") == layer:
+            for r in lrec.get("rankings", []):
+                if r.get("name") == f"{classname}-iou":
+                    iou = -np.asarray(r["score"], np.float32)
+                    return iou / iou.max() if iou.max() > 0 else None
+    return None
+
+
+def add_ranking(path: str, layer: str, name: str, score, metric: str = "ace", position: int = 2):
+    """Insert ``{name, score, metric}`` into ``layer``'s ``rankings`` of ``dissect.json``.
+
+    ``score`` is one float per unit, lower = better (the reference stores ``-alpha``). An
+    existing ranking of that name is replaced; the file is backed up once to ``.bak`` (as the
+    reference) and created, with just this layer, if missing. Returns ``path``.
+    """
+    record = {"layers": []}
+    if os.path.exists(path):
+        with open(path) as f:
+            record = json.load(f)
+        if not os.path.exists(path + ".bak"):
+            shutil.copyfile(path, path + ".bak")
+    layers = record.setdefault("layers", [])
+    lrec = next((r for r in layers if r.get("layer") == layer), None)
+    if lrec is None:
+        lrec = {"layer": layer, "rankings": []}
+        layers.append(lrec)
+    rankings = [r for r in lrec.setdefault("rankings", []) if r.get("name") != name]
+    entry = {"name": name, "score": [float(s) for s in np.asarray(score).ravel()]}
+    rankings.insert(min(position, len(rankings)), {**entry, "metric": metric})
+    lrec["rankings"] = rankings
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1)
+    return path
