@@ -80,6 +80,9 @@ def exceeded(acts: jax.Array, thresholds: jax.Array) -> jax.Array:
 
     ``acts`` float32 ``[P, C]``; ``thresholds`` float32 ``[C, T]``, non-increasing along ``T``.
     """
+    if thresholds.shape[1] <= 8:
+        # A few thresholds (the final pass has one): direct comparisons beat a binary search.
+        return jnp.sum(acts[:, :, None] > thresholds[None, :, :], axis=-1, dtype=jnp.int32)
     ascending = thresholds[:, ::-1]
     # side='left' counts thresholds strictly below the value: the reference's strict ``>``.
     k = jax.vmap(lambda t, a: jnp.searchsorted(t, a, side="left", method="scan"), in_axes=(0, 1))(
