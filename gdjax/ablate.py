@@ -1,0 +1,281 @@
+"""Ablation experiments: top-n removal curves, single-unit sweeps, before/after grids.
+
+Ports the reference's ``fullablate.py`` and the notebooks' evaluation to edit values
+(REFERENCE §4.4): whole-map ablation of the first ``n`` units of a ranking, the class's hard
+pixels counted with every ``n`` as one vmapped program per image batch. Class functions are
+plain callables (see :mod:`gdjax.ace`): ``mask(images) -> [N, h, w] bool`` and
+``segment(images) -> int [N, h, w, K]`` label channels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image, ImageDraw
+
+from gdjax import intervene, progress, viz
+
+
+def order(score, tiebreak=None) -> np.ndarray:
+    """Units by ``score`` ascending (rankings store negated metrics), ties by ``tiebreak``."""
+    score = np.asarray(score, np.float64)
+    keys = (score,) if tiebreak is None else (np.asarray(tiebreak, np.float64), score)
+    return np.lexsort(keys)
+
+
+def ranking(dissect_path: str, layer: str, name: str) -> np.ndarray | None:
+    """The ``score`` list of ranking ``name`` of ``layer`` in ``dissect.json`` (None if absent)."""
+    if not os.path.exists(dissect_path):
+        return None
+    with open(dissect_path) as f:
+        record = json.load(f)
+    for lrec in record.get("layers", []):
+        if lrec.get("layer") == layer:
+            for r in lrec.get("rankings", []):
+                if r.get("name") == name:
+                    return np.asarray(r["score"], np.float32)
+    return None
+
+
+def _spans(n, size):
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _bootstrap(counts: np.ndarray, seed: int, draws: int, level: float):
+    """Percentile band of ``1 - sum counts[n] / sum counts[0]`` over resampled images."""
+    idx = np.random.RandomState(seed).randint(counts.shape[1], size=(draws, counts.shape[1]))
+    sums = counts[:, idx].sum(axis=-1)  # [E, draws]
+    removed = 1 - sums / np.maximum(sums[:1], 1e-20)
+    tail = (1 - level) / 2 * 100
+    return np.percentile(removed, tail, axis=1), np.percentile(removed, 100 - tail, axis=1)
+
+
+def curve(
+    module,
+    params,
+    mask_fn,
+    z,
+    layer: str,
+    units,
+    alpha=None,
+    n_max: int = 30,
+    batch_size: int = 10,
+    edit_chunk: int = 0,
+    seed: int = 0,
+    level: float = 0.99,
+    show: bool = True,
+) -> dict:
+    """Fraction of the class's pixels removed by ablating the first ``n`` of ``units``.
+
+    ``units``: unit order (best first); ``alpha``: ``None`` ablates fully, else each unit is
+    ablated by its ``alpha`` (the reference's ``mixed_units``). For ``n = 0 … n_max`` over
+    latents ``z [N, Z]``, whole-map ablation, hard pixels. ``edit_chunk`` bounds how many of
+    the ``n_max + 1`` edits run at once (0: all). Returns a JSON-able dict with per-``n``
+    ``removed`` = 1 − count/baseline and a ``level`` bootstrap band (``low``, ``high``).
+    """
+    units = np.asarray(units, int)[:n_max]
+    c = _num_units(module, params, z, layer)
+    weights = np.ones(c, np.float32) if alpha is None else np.asarray(alpha, np.float32)
+    alphas = np.zeros((len(units) + 1, c), np.float32)
+    for n in range(1, len(units) + 1):
+        alphas[n, units[:n]] = weights[units[:n]]
+
+    @jax.jit
+    def run(params, z, alphas):
+        h = intervene.prefix(module, params, z, layer)
+
+        def count(a):
+            img = intervene.tail(module, params, h, layer, intervene.make(layer, a, 0.0))
+            return jnp.sum(mask_fn(img), axis=(1, 2))
+
+        return jax.lax.map(count, alphas, batch_size=edit_chunk)
+
+    counts = []
+    for s, e in progress.bar(_spans(len(z), batch_size), f"ablating {layer}", disable=not show):
+        counts.append(np.asarray(run(params, jnp.asarray(z[s:e]), jnp.asarray(alphas))))
+    counts = np.concatenate(counts, axis=1).astype(np.float64)  # [n_max + 1, N]
+    totals = counts.sum(axis=1)
+    low, high = _bootstrap(counts, seed, 1000, level)
+    return {
+        "layer": layer, "units": units.tolist(), "n": list(range(len(units) + 1)),
+        "baseline": float(totals[0]), "counts": totals.tolist(),
+        "removed": (1 - totals / max(totals[0], 1e-20)).tolist(),
+        "low": low.tolist(), "high": high.tolist(), "level": level, "images": len(z),
+    }  # fmt: skip
+
+
+def sweep(
+    module,
+    params,
+    segment_fn,
+    z,
+    layer: str,
+    num_labels: int,
+    batch_size: int = 10,
+    edit_chunk: int = 16,
+    show: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every unit of ``layer`` ablated alone: ``(base [L], ablated [C, L])`` pixel fractions.
+
+    A pixel counts for label ``l`` if any segmentation channel equals ``l``; fractions are
+    means over pixels and latents ``z``. All ``C`` single-unit edits of a batch run as one
+    compiled program (``lax.map`` over chunks of ``edit_chunk`` vmapped edits).
+    """
+
+    def fractions(images):
+        onehot = jax.nn.one_hot(segment_fn(images), num_labels, dtype=jnp.bool_)
+        return jnp.mean(jnp.any(onehot, axis=-2), axis=(1, 2)).sum(axis=0)  # [L], summed over N
+
+    @jax.jit
+    def run(params, z):
+        h = intervene.prefix(module, params, z, layer)
+        base = fractions(intervene.tail(module, params, h, layer))
+        eye = jnp.eye(h.shape[-1], dtype=jnp.float32)
+        edit = lambda a: fractions(
+            intervene.tail(module, params, h, layer, intervene.make(layer, a))
+        )
+        return base, jax.lax.map(edit, eye, batch_size=edit_chunk)
+
+    base, ablated = 0.0, 0.0
+    for s, e in progress.bar(_spans(len(z), batch_size), f"sweeping {layer}", disable=not show):
+        b, a = run(params, jnp.asarray(z[s:e]))
+        base, ablated = base + np.asarray(b, np.float64), ablated + np.asarray(a, np.float64)
+    return base / len(z), ablated / len(z)
+
+
+def save_sweep(path: str, base, ablated, labels, layer: str) -> str:
+    """``<path>.npz`` (base, ablated, effect = ablated − base) and a readable ``<path>.json``."""
+    base, ablated = np.asarray(base), np.asarray(ablated)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez(path + ".npz", base=base, ablated=ablated, effect=ablated - base)
+    effect = ablated - base
+    record = {
+        "layer": layer, "labels": list(labels), "base": base.tolist(),
+        "strongest": {  # per label, the 5 units whose ablation removes most of it
+            lab: np.argsort(effect[:, i], kind="stable")[:5].tolist()
+            for i, lab in enumerate(labels) if i > 0
+        },
+    }  # fmt: skip
+    with open(path + ".json", "w") as f:
+        json.dump(record, f, indent=1)
+    return path + ".npz"
+
+
+def edit_grid(module, params, z, edits: dict, segment_fn=None, colorize=None, scale: int = 2):
+    """Before/after grid: uint8 ``[rows, cols, 3]`` and the row names.
+
+    Rows: the unedited images, then one per ``edits`` entry (name -> Edit or list of Edits);
+    one column per latent of ``z [N, Z]``. With ``segment_fn`` and ``colorize`` (label map
+    ``[N, h, w]`` -> uint8 colours) every image row is followed by its first label channel.
+    """
+    rows = [("original", ())] + list(edits.items())
+    names, tiles = [], []
+    for name, e in rows:
+        images = intervene.generate(module, params, jnp.asarray(z), e)
+        names.append(name)
+        tiles.append(viz.to_uint8(images))
+        if segment_fn is not None and colorize is not None:
+            seg = np.asarray(colorize(np.asarray(segment_fn(images))[..., 0]))
+            factor = images.shape[1] // seg.shape[1]
+            names.append(f"{name} (segmentation)")
+            tiles.append(np.stack([viz.enlarge(t, factor) for t in seg]))
+    tiles = np.concatenate([np.stack([viz.enlarge(t, scale) for t in row]) for row in tiles])
+    return viz.grid(tiles, ncols=len(z)), names
+
+
+def experiment(
+    outdir: str,
+    module,
+    params,
+    mask_fn,
+    z,
+    layer: str,
+    classname: str,
+    orders: dict,
+    n_max: int = 30,
+    batch_size: int = 10,
+    grid_images: int = 6,
+    grid_n: int = 20,
+    segment_fn=None,
+    colorize=None,
+    show: bool = True,
+) -> dict:
+    """Top-n removal curves of several unit orders for one class, plot and image grid.
+
+    ``orders``: ``{metric: (units, alpha or None)}`` (e.g. ``'iou'``, ``'ace'``, ``'units'``).
+    Writes ``<outdir>/<class>-<metric>.json`` (the reference's ``fullablate`` fields
+    ``classname, baseline, layer, metric, ablation_units, ablation_values, ablation_effects``
+    plus ``removed`` and its band), ``<class>-curve.png`` and ``<class>-grid.png`` (the first
+    ``grid_images`` latents, unedited and with each order's top ``grid_n`` units ablated).
+    Returns ``{metric: curve}`` plus the written ``paths``.
+    """
+    curves, paths, edits = {}, [], {}
+    for metric, (units, alpha) in orders.items():
+        c = curve(module, params, mask_fn, z, layer, units, alpha, n_max, batch_size, show=show)
+        weights = np.ones(len(c["units"])) if alpha is None else np.asarray(alpha)[c["units"]]
+        record = {
+            "classname": classname, "baseline": c["baseline"], "layer": layer, "metric": metric,
+            "ablation_units": c["units"], "ablation_values": np.asarray(weights).tolist(),
+            "ablation_effects": c["counts"], **c,
+        }  # fmt: skip
+        path = os.path.join(outdir, f"{classname}-{metric}.json")
+        os.makedirs(outdir, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(record, f, indent=1)
+        curves[metric], paths = c, [*paths, path]
+        top = c["units"][:grid_n]
+        a = intervene.unit_alpha(top, _num_units(module, params, z, layer))
+        if alpha is not None:
+            a = a * np.asarray(alpha, np.float32)
+        edits[f"{metric} top {len(top)} off"] = intervene.make(layer, a, 0.0)
+    paths.append(plot(curves, os.path.join(outdir, f"{classname}-curve.png"),
+                      f"{classname}: fraction of pixels removed ({layer})"))  # fmt: skip
+    image, _ = edit_grid(module, params, z[:grid_images], edits, segment_fn, colorize)
+    paths.append(viz.save_png(os.path.join(outdir, f"{classname}-grid.png"), image))
+    return {**curves, "paths": paths}
+
+
+def _num_units(module, params, z, layer) -> int:
+    return jax.eval_shape(lambda z: intervene.prefix(module, params, z, layer), z[:1]).shape[-1]
+
+
+_COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+
+
+def plot(curves: dict, path: str, title: str = "", size=(640, 420)) -> str:
+    """PNG line plot of ``removed`` vs ``n`` for named :func:`curve` results, bands shaded."""
+    w, h = size
+    left, right, top, bottom = 56, 150, 30, 40
+    img = Image.new("RGB", size, (255, 255, 255))
+    d = ImageDraw.Draw(img, "RGBA")
+    n_max = max(max(c["n"]) for c in curves.values()) or 1
+    x = lambda n: left + (w - left - right) * n / n_max
+    y = lambda v: top + (h - top - bottom) * (1 - min(max(v, 0.0), 1.0))
+    d.rectangle([left, top, w - right, h - bottom], outline=(0, 0, 0))
+    for v in np.linspace(0, 1, 6):
+        d.line([left - 4, y(v), left, y(v)], fill=(0, 0, 0))
+        d.text((8, y(v) - 6), f"{v:.1f}", fill=(0, 0, 0))
+    for n in range(0, n_max + 1, max(1, n_max // 6)):
+        d.line([x(n), h - bottom, x(n), h - bottom + 4], fill=(0, 0, 0))
+        d.text((x(n) - 6, h - bottom + 8), str(n), fill=(0, 0, 0))
+    d.text((left, 8), title or "fraction of class pixels removed", fill=(0, 0, 0))
+    d.text((w - right - 120, h - 16), "units ablated", fill=(0, 0, 0))
+    for i, (name, c) in enumerate(curves.items()):
+        col = _COLORS[i % len(_COLORS)]
+        band = [(x(n), y(v)) for n, v in zip(c["n"], c["high"], strict=True)]
+        band += [(x(n), y(v)) for n, v in reversed(list(zip(c["n"], c["low"], strict=True)))]
+        d.polygon(band, fill=(*col, 50))
+        d.line([(x(n), y(v)) for n, v in zip(c["n"], c["removed"], strict=True)], fill=col, width=2)
+        d.line(
+            [w - right + 10, top + 10 + 18 * i, w - right + 30, top + 10 + 18 * i],
+            fill=col,
+            width=3,
+        )
+        d.text((w - right + 36, top + 4 + 18 * i), name, fill=(0, 0, 0))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    img.save(path)
+    return path
