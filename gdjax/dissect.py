@@ -1,0 +1,288 @@
+"""Dissection: label every unit of some generator layers with the concept it matches best.
+
+Pipeline (REFERENCE §3, with the PNAS variant of §12 as options):
+
+1. :mod:`gdjax.cache` runs the generator and the segmenter once per latent set (``seed``, and
+   ``train_seed`` for the IQR thresholds) and keeps raw activations and label maps on disk.
+2. Per layer, every statistic is a pass over the cache: activations are upsampled to the
+   segmentation grid (half-pixel bilinear, edge clamp), thresholds come from exact quantiles
+   (``threshold='iqr'``: 100 top fractions and the IQR search on the threshold set; or a
+   number ``q``: each unit's exact ``1 - q`` quantile), then top-k images by spatial max and the
+   final IoU counts on the main set.
+3. :mod:`gdjax.scores` turns counts into IoU / IQR and unit labels; :mod:`gdjax.report` writes
+   ``dissect.json`` (the reference's field names), ``<layer>/stats.npz``, image strips, a bar
+   chart per layer and ``report.html``.
+
+Counting passes save their state with orbax every ``checkpoint_every`` batches and finished
+layers keep their results in ``<layer>/result.npz``; together with the cache's own progress a
+run killed at any point resumes where it stopped and ends with the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gdjax import cache, iou, proggan, progress, report, scenes, scores, stats, viz
+from gdjax import segmenter as seglib
+from gdjax.upsample import upsample
+
+RESULT_FIELDS = ("levels", "best", "top_values", "top_indices", "iou", "iqr", "lc", "cc", "ic")
+
+
+def _check_settings(outdir: str, settings: dict) -> None:
+    path = os.path.join(outdir, "settings.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        diff = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
+        if diff:
+            raise ValueError(
+                f"output directory {outdir!r} holds a different run (settings differ: "
+                f"{', '.join(f'{k}={old.get(k)!r}' for k in diff)}); use another --outdir"
+            )
+    else:
+        os.makedirs(outdir, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(settings, f, indent=2)
+
+
+def _batches(arrays: dict, batch_size: int, desc: str):
+    n = next(iter(arrays.values())).shape[0]
+    starts = range(0, n, batch_size)
+    for start in progress.bar(starts, desc):
+        yield start, {k: jnp.asarray(v[start : start + batch_size]) for k, v in arrays.items()}
+
+
+def _counting_pass(directory, state, update, arrays, batch_size, desc, every):
+    """Fold ``update(state, start, batch)`` over ``arrays``; orbax checkpoints every ``every``."""
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    with ocp.CheckpointManager(os.path.abspath(directory), options=options) as mngr:
+        done = mngr.latest_step() or 0
+        if done:
+            target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+            state = type(state)(**mngr.restore(done, args=ocp.args.StandardRestore(target)))
+        n = next(iter(arrays.values())).shape[0]
+        for i, (start, batch) in enumerate(_batches(arrays, batch_size, desc), start=1):
+            if start < done:
+                continue
+            state = update(state, start, batch)
+            finished = min(start + batch_size, n)
+            if i % every == 0 or finished == n:
+                mngr.save(finished, args=ocp.args.StandardSave(state._asdict()))
+                mngr.wait_until_finished()
+    return state
+
+
+def _nan_check(layer: str, acts: np.ndarray) -> None:
+    for start in range(0, acts.shape[0], 256):
+        bad = np.flatnonzero(np.isnan(acts[start : start + 256]).any(axis=(1, 2, 3)))
+        if bad.size:
+            raise ValueError(f"layer {layer!r}: NaN activations in image {start + int(bad[0])}")
+
+
+def dissect_layer(
+    layer: str,
+    main: cache.Cache,
+    train: cache.Cache | None,
+    label_category: np.ndarray,
+    num_categories: int,
+    *,
+    workdir: str,
+    threshold="iqr",
+    iou_mode: str = "category",
+    topk: int = 8,
+    batch_size: int = 64,
+    label0_quirk: bool = False,
+    ties_quirk: bool = False,
+    checkpoint_every: int = 4,
+) -> dict:
+    """Statistics of one layer from cached activations: a dict of numpy arrays
+    (``RESULT_FIELDS`` plus the ``max_iqr*`` search results in IQR mode)."""
+    grid = tuple(main.labels.shape[1:3])
+    num_labels = int(label_category.shape[0])
+    cat_of = jnp.asarray(label_category, jnp.int32)
+    up = lambda a: upsample(a, grid)  # noqa: E731
+    out: dict[str, np.ndarray] = {}
+    num_units = main.acts[layer].shape[-1]
+
+    def quantiles(c: cache.Cache, qs, name):
+        batches = lambda: (b["a"] for _, b in _batches({"a": c.acts[layer]}, batch_size, name))  # noqa: E731
+        return stats.exact_quantiles(batches, qs, transform=up)
+
+    @jax.jit
+    def count(state, acts, labels, thresholds):
+        return iou.counts_update(state, up(acts), labels.astype(jnp.int32), thresholds, cat_of)
+
+    def counts(c: cache.Cache, thresholds: np.ndarray, name: str):
+        t = jnp.asarray(thresholds)
+        state = iou.counts_init(num_labels, num_categories, num_units, t.shape[1])
+        return _counting_pass(
+            os.path.join(workdir, name), state,
+            lambda s, _, b: count(s, b["a"], b["l"], t),
+            {"a": c.acts[layer], "l": c.labels}, batch_size, f"{layer} {name}", checkpoint_every,
+        )  # fmt: skip
+
+    best = None
+    if threshold == "iqr":
+        fractions = scores.iqr_fractions()
+        taus = quantiles(train, 1 - fractions, f"{layer} threshold quantiles")
+        taus = scores.monotone_thresholds(taus)
+        search = scores.iqr_search(counts(train, taus, "iqr_counts"), taus, label_category,
+                                   ties_quirk=ties_quirk)  # fmt: skip
+        best, levels = scores.unit_levels(search, label0_quirk=label0_quirk, ties_quirk=ties_quirk)
+        for k in ("max_iqr", "max_iqr_level", "max_iqr_quantile", "max_iqr_iou"):
+            out[k] = getattr(search, k)
+    else:
+        levels = quantiles(main, [1 - float(threshold)], f"{layer} quantile")[:, 0]
+
+    top = stats.topk_init(topk, num_units)
+    topk_update = jax.jit(stats.topk_update)
+    for start, b in _batches({"a": main.acts[layer]}, batch_size, f"{layer} top-k"):
+        index = jnp.arange(start, start + b["a"].shape[0], dtype=jnp.int32)
+        top = topk_update(top, b["a"], index)
+
+    final = counts(main, levels[:, None], "iou_counts")
+    iou_, iqr_ = scores.iou_scores(final, label_category, denominators=iou_mode)
+    if iou_mode == "category":
+        lc = np.asarray(final.label_channels)
+        cc = np.asarray(final.cat_hist[..., 1])
+    else:
+        lc = np.asarray(final.label_pixels)
+        cc = np.broadcast_to(np.asarray(final.all_hist[:, 1]), (num_categories, num_units))
+    if best is None:
+        best = scores.label_units(iou_, iqr_, label_category, ties_quirk=ties_quirk).label
+    ic = np.asarray(final.label_hist[..., 1]).copy()
+    ic[0] = 0
+    out |= {
+        "levels": np.asarray(levels, np.float32), "best": np.asarray(best),
+        "top_values": np.asarray(top.values), "top_indices": np.asarray(top.index),
+        "iou": iou_, "iqr": iqr_, "lc": lc, "cc": np.array(cc), "ic": ic,
+    }  # fmt: skip
+    return out
+
+
+def dissect(
+    outdir: str,
+    generator,
+    segmenter: seglib.Segmenter,
+    layers: Sequence[str],
+    *,
+    samples: int = 1000,
+    seed: int = 1,
+    train_seed: int = 2,
+    threshold="iqr",
+    iou_mode: str = "category",
+    downsample: int = 2,
+    batch_size: int = 32,
+    micro: int = 8,
+    topk: int = 8,
+    strip_images: int = 5,
+    iou_threshold: float = 0.05,
+    iqr_threshold: float = 0.01,
+    label0_quirk: bool = False,
+    ties_quirk: bool = False,
+    netname: str = "generator",
+    settings_extra: dict | None = None,
+) -> dict:
+    """Dissect ``layers`` of ``generator = (module, params)``; returns the ``dissect.json`` record.
+
+    ``samples`` latents of ``seed`` are dissected; in IQR mode the thresholds come from as many
+    latents of ``train_seed`` (reference defaults: seeds 1 and 2). Everything lands in
+    ``outdir`` and a rerun with the same settings resumes; other settings are refused.
+    """
+    module, params = generator
+    bad = [name for name in layers if name not in module.layers]
+    if bad:
+        raise ValueError(f"unknown layer {bad[0]!r}; valid layers: {', '.join(module.layers)}")
+    if threshold != "iqr" and not 0 < float(threshold) < 1:
+        raise ValueError(f"threshold must be 'iqr' or a fraction in (0, 1), got {threshold!r}")
+    if iou_mode not in ("category", "all"):
+        raise ValueError(f"iou must be 'category' or 'all', got {iou_mode!r}")
+    settings = {
+        "netname": netname, "layers": list(layers), "samples": samples, "seed": seed,
+        "train_seed": train_seed, "threshold": threshold, "iou": iou_mode,
+        "downsample": downsample, "batch_size": batch_size, "micro": micro, "topk": topk,
+        "label0_quirk": label0_quirk, "ties_quirk": ties_quirk, **(settings_extra or {}),
+    }  # fmt: skip
+    _check_settings(outdir, settings)
+    fn = cache.model_fn(module, params, segmenter, layers, downsample)
+    zdim = module.sizes[0]
+    z_main = proggan.sample_z(samples, seed, zdim)
+    main = cache.collect(os.path.join(outdir, "cache", "main"), z_main, fn, batch_size, micro,
+                         desc=f"generate+segment seed {seed}")  # fmt: skip
+    train = None
+    if threshold == "iqr":
+        z_train = proggan.sample_z(samples, train_seed, zdim)
+        train = cache.collect(os.path.join(outdir, "cache", "train"), z_train, fn, batch_size,
+                              micro, desc=f"generate+segment seed {train_seed}")  # fmt: skip
+    labels, categories = list(segmenter.labels), list(segmenter.categories)
+    label_category = np.array([categories.index(c) if c in categories else 0 for _, c in labels])
+    label_category[0] = 0
+
+    records, strips = [], {}
+    for layer in layers:
+        _nan_check(layer, main.acts[layer])
+        if train is not None:
+            _nan_check(layer, train.acts[layer])
+        path = os.path.join(outdir, layer, "result.npz")
+        if os.path.exists(path):
+            with np.load(path) as f:
+                result = dict(f)
+        else:
+            result = dissect_layer(
+                layer, main, train, label_category, len(categories),
+                workdir=os.path.join(outdir, layer, "passes"), threshold=threshold,
+                iou_mode=iou_mode, topk=topk, label0_quirk=label0_quirk, ties_quirk=ties_quirk,
+            )  # fmt: skip
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            np.savez(path + ".tmp.npz", **result)
+            os.replace(path + ".tmp.npz", path)
+        report.save_stats(outdir, layer, **result)
+        records.append(report.layer_record(
+            layer, labels, categories, result["iou"], result["iqr"], result["best"],
+            result["levels"], result["top_values"], result["top_indices"], result["lc"],
+            result["cc"], result["ic"], max_iqr=result.get("max_iqr"),
+            max_iqr_level=result.get("max_iqr_level"),
+            max_iqr_quantile=result.get("max_iqr_quantile"),
+            max_iqr_iou=result.get("max_iqr_iou"),
+            iou_threshold=iou_threshold, iqr_threshold=iqr_threshold,
+        ))  # fmt: skip
+        strips[layer] = result["top_indices"][:strip_images]
+    colors = scenes.palette(len(labels))
+    _write_strips(outdir, module, params, z_main, main, strips, records, colors)
+    record = report.report_record(
+        netname, records, labels, colors, settings=settings, quantile_threshold=threshold,
+        iou_threshold=iou_threshold, iqr_threshold=iqr_threshold,
+    )  # fmt: skip
+    report.write_report(outdir, record)
+    return record
+
+
+def _write_strips(outdir, module, params, z, main, strips, records, colors, batch_size=32):
+    """Regenerate each needed top image once and write every unit's image and label strips."""
+    needed = np.unique(np.concatenate([s.reshape(-1) for s in strips.values()]))
+    needed = needed[needed < z.shape[0]]
+    run = jax.jit(lambda zz: module.apply({"params": params}, zz)[0])
+    images = {}
+    for start in progress.bar(range(0, needed.size, batch_size), "top images"):
+        idx = needed[start : start + batch_size]
+        for i, img in zip(idx, viz.to_uint8(run(jnp.asarray(z[idx]))), strict=True):
+            images[int(i)] = img
+    for rec in records:
+        layer, top = rec["layer"], strips[rec["layer"]]
+        for unit in progress.bar(range(top.shape[1]), f"{layer} strips"):
+            idx = [int(i) for i in top[:, unit] if int(i) in images]
+            imgs = np.stack([images[i] for i in idx])
+            acts = np.asarray(main.acts[layer][idx, :, :, unit])
+            level = rec["units"][unit]["level"]
+            top_strip = report.unit_strip(imgs, acts, level)
+            seg = report.seg_strip(np.asarray(main.labels[idx, :, :, 0]), colors, imgs.shape[1:3])
+            report.save_strip(outdir, layer, unit, top_strip, seg)
