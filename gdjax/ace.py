@@ -383,3 +383,25 @@ def add_ranking(path: str, layer: str, name: str, score, metric: str = "ace", po
     with open(path, "w") as f:
         json.dump(record, f, indent=1)
     return path
+
+
+def save(outdir: str, result: Result, cfg: Config, classname: str, **extra) -> str:
+    """Write ``alpha.npy``, ``snapshots/epoch-{-1..E-1}.npy`` and ``summary.json`` (the
+    ``'<class>-ace'`` ranking, losses per epoch, settings, ``extra``); returns the summary path.
+    """
+    os.makedirs(os.path.join(outdir, "snapshots"), exist_ok=True)
+    np.save(os.path.join(outdir, "alpha.npy"), result.alpha)
+    for epoch, alpha in enumerate(result.snapshots, start=-1):
+        np.save(os.path.join(outdir, "snapshots", f"epoch-{epoch}.npy"), alpha)
+    summary = {
+        "classname": classname, "layer": cfg.layer, "settings": cfg._asdict(),
+        "ranking": {"name": f"{classname}-ace", "metric": "ace",
+                    "score": (-result.alpha).tolist()},
+        "top_units": np.argsort(-result.alpha, kind="stable")[:20].tolist(),
+        "eval_loss": result.eval_loss.tolist(), "train_loss": result.train_loss.tolist(),
+        "insertion_value": result.k.tolist(), **extra,
+    }  # fmt: skip
+    path = os.path.join(outdir, "summary.json")
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=1)
+    return path
