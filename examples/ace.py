@@ -30,9 +30,9 @@ flags.DEFINE_string("layer", "layer4", "generator layer")
 flags.DEFINE_string("dissect", "runs/demo_dissect/dissect.json", "dissect.json to read/extend")
 flags.DEFINE_string("outdir", "runs/demo_ace", "output directory")
 flags.DEFINE_integer("downsample", 1, "segmentation downsampling (the reference: 2 at 256 px)")
-flags.DEFINE_integer("search_size", 2000, "latents searched for present and candidate sets")
+flags.DEFINE_integer("search_size", 1000, "latents searched for present and candidate sets")
 flags.DEFINE_integer("train_size", 200, "training pairs")
-flags.DEFINE_integer("eval_size", 50, "evaluation pairs")
+flags.DEFINE_integer("eval_size", 40, "evaluation pairs")
 flags.DEFINE_integer("inference_batch_size", 10, "images per inference batch")
 flags.DEFINE_integer("train_batch_size", 2, "pairs per micro-batch")
 flags.DEFINE_integer("train_update_freq", 10, "micro-batches per Adam step")
@@ -41,6 +41,12 @@ flags.DEFINE_float("l2_lambda", 0.005, "L2 weight on α")
 flags.DEFINE_float("lr", 0.01, "Adam learning rate")
 flags.DEFINE_integer("shuffle_seed", 0, "seed of the pairing and order of training pairs")
 flags.DEFINE_bool("ploc_bug", False, "read the insertion reward at ploc, as the reference")
+flags.DEFINE_float(
+    "insertion_quantile",
+    None,
+    "insert each unit's level at this quantile "
+    "(e.g. 0.99, the reference's _h99) instead of the coverage-weighted mean",
+)
 flags.DEFINE_integer("eval_images", 200, "latents (seed 3) for the removal curves")
 flags.DEFINE_integer("topn", 20, "units in the removal curves and the grid")
 
@@ -71,7 +77,11 @@ def main(argv):
     init = ace.init_from_dissect(FLAGS.dissect, FLAGS.layer, FLAGS.classname)
     start = "IoU / max IoU" if init is not None else "0.5 (no <class>-iou ranking found)"
     print(f"{FLAGS.classname} (label {label}): α starts at {start}")
-    result = ace.optimize(module, params, fns, cfg, init)
+    value = None
+    if FLAGS.insertion_quantile is not None:
+        zq = proggan.sample_z(min(FLAGS.search_size, 2000), cfg.present_seed, module.sizes[0])
+        value = ace.unit_quantiles(module, params, zq, FLAGS.layer, [FLAGS.insertion_quantile])[0]
+    result = ace.optimize(module, params, fns, cfg, init, value)
     outdir = os.path.join(FLAGS.outdir, FLAGS.layer, FLAGS.classname)
 
     orders = {"ace": (np.argsort(-result.alpha, kind="stable"), result.alpha)}

@@ -251,18 +251,22 @@ class Result(NamedTuple):
     candidates: np.ndarray  # [train + eval] candidate latent indices (seed candidate_seed)
 
 
-def optimize(module, params, fns: ClassFns, cfg: Config | None = None, init=None, progress=True):
+def optimize(
+    module, params, fns: ClassFns, cfg: Config | None = None, init=None, value=None, progress=True
+):
     """Learn per-unit α for a class (REFERENCE §4.2): sets, ``k``, then Adam with projection.
 
     ``init``: initial α ``[C]`` (the reference: IoU / max IoU, see :func:`init_from_dissect`);
-    ``None`` starts at 0.5 everywhere. Deterministic for a given ``cfg`` (default:
-    :class:`Config`).
+    ``None`` starts at 0.5 everywhere. ``value``: insertion value ``[C]`` replacing the
+    coverage-weighted mean ``k`` (e.g. :func:`unit_quantiles` at 0.99, the reference's
+    ``_h99`` variant). Deterministic for a given ``cfg`` (default: :class:`Config`).
     """
     cfg = Config() if cfg is None else cfg
     zdim = module.sizes[0]
     n = cfg.train_size + cfg.eval_size
     zp = proggan.sample_z(cfg.search_size, cfg.present_seed, zdim)
     cov, k = present_set(module, params, fns, zp, cfg, progress)
+    k = k if value is None else np.asarray(value, np.float32)
     cov = cov.reshape(len(zp), -1)
     ptrain, peval = select(cov.max(axis=1), cfg.train_size, cfg.eval_size)
     ploc = np.argmax(cov, axis=1)
