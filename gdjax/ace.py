@@ -290,10 +290,12 @@ def optimize(
     ev = np.arange(cfg.train_size, n)
     b = cfg.train_batch_size
     ev_batches = [ev[i : i + b] for i in range(0, len(ev), b)]
-    eval_fn = jax.jit(lambda a, idx: loss(a, params, kj, hp[idx], pl[idx], hc[idx], cl[idx]))
+    eval_fn = jax.jit(loss)  # arrays as arguments, not captured constants
 
     def evaluate(alpha):
-        total = sum(float(eval_fn(alpha, jnp.asarray(i))) for i in ev_batches)
+        total = sum(
+            float(eval_fn(alpha, params, kj, hp[i], pl[i], hc[i], cl[i])) for i in ev_batches
+        )
         return total / max(1, len(ev))
 
     alpha0 = np.full(kj.shape, 0.5, np.float32) if init is None else np.asarray(init, np.float32)
