@@ -12,7 +12,7 @@ from gdjax import segmenter as S
 from gdjax.labels import Vocab, connected_components, label_maps, quad_channels
 from gdjax.resample import adaptive_avg_matrix, bilinear_matrix, prroi_matrix, resample
 
-UPP_CSV = "/work/shared/reference/upp_labels"
+UPP_CSV = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "upp_labels")
 
 
 def _bilinear_zero_outside(x, y, xx):
