@@ -1,11 +1,12 @@
-"""Train the built-in demo world's models: the demo GAN (and, later, the demo segmenter).
+"""Train the built-in demo world's models: the demo GAN and the demo segmenter.
 
     python examples/train_demo.py --what=generator --outdir runs/demo_gan --images 400000
     python examples/train_demo.py --what=generator --export gdjax/assets/demo/generator
+    python examples/train_demo.py --what=segmenter --export gdjax/assets/demo/segmenter
 
-Resumes from the latest checkpoint in --outdir; Ctrl-C saves one. --export writes the EMA
-generator of the latest checkpoint as a gdjax proggan checkpoint (no training if --images is
-already reached).
+Resumes from the latest checkpoint in --outdir (default runs/demo_gan or runs/demo_segmenter);
+Ctrl-C saves one. --export writes the EMA generator (or the segmenter) of the latest checkpoint
+as a gdjax checkpoint (no training if --images / --steps is already reached).
 """
 
 import os
@@ -15,22 +16,41 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import gan, proggan, scenes  # noqa: E402
+from gdjax import gan, proggan, scenes, segtrain  # noqa: E402
+from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("what", "generator", ["generator"], "which demo model to train")
-flags.DEFINE_string("outdir", "runs/demo_gan", "run directory (checkpoints, log, samples)")
+flags.DEFINE_enum("what", "generator", ["generator", "segmenter"], "which demo model to train")
+flags.DEFINE_string("outdir", None, "run directory (default runs/demo_gan, runs/demo_segmenter)")
 flags.DEFINE_integer("images", 400_000, "train until this many real images have been seen")
 flags.DEFINE_integer("seed", 0, "initialization and latent seed")
 flags.DEFINE_integer("data_seed", 1000, "seed of the rendered scenes stream")
 flags.DEFINE_integer("batch_size", 16, "images per step")
+flags.DEFINE_integer("steps", segtrain.Config().steps, "segmenter: train until this step")
 flags.DEFINE_integer("checkpoint_every", 500, "steps between checkpoints")
 flags.DEFINE_string("export", None, "write the EMA generator here when done")
+
+
+def segmenter():
+    outdir = FLAGS.outdir or "runs/demo_segmenter"
+    cfg = segtrain.Config(steps=FLAGS.steps, batch_size=FLAGS.batch_size)
+    seg, info = segtrain.train(
+        outdir, cfg=cfg, seed=FLAGS.seed, checkpoint_every=FLAGS.checkpoint_every
+    )
+    print(segtrain.format_evaluation(segtrain.evaluate(seg)))
+    if FLAGS.export:
+        seglib.save(FLAGS.export, seg, recipe="examples/train_demo.py --what=segmenter",
+                    train=cfg._asdict(), seed=FLAGS.seed, **info)  # fmt: skip
+        print(f"exported the segmenter ({info['steps']} steps) to {FLAGS.export}")
+    print(f"run directory: {outdir} (log.jsonl, checkpoints/)")
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    if FLAGS.what == "segmenter":
+        return segmenter()
+    FLAGS.outdir = FLAGS.outdir or "runs/demo_gan"
     cfg = gan.Config(batch_size=FLAGS.batch_size)
 
     def data(start, n):
