@@ -169,6 +169,12 @@ def make_step(module: seglib.SegmentationModel, prep: seglib.Preprocess, cfg: Co
     return step
 
 
+@functools.lru_cache(maxsize=8)  # compiled once per module, not once per train() call
+def _init(module: seglib.SegmentationModel, size: int):
+    x = jnp.zeros((1, size, size, 3), jnp.float32)
+    return jax.jit(lambda key: module.init(key, x, (size, size)))
+
+
 def _manager(directory: str):
     import orbax.checkpoint as ocp
 
@@ -220,7 +226,7 @@ def train(
     _check_settings(directory, {"config": config, "train": cfg._asdict(), "seed": seed})
 
     def fresh():
-        v = seglib.from_config(config, key=jax.random.key(seed)).variables
+        v = _init(module, size)(jax.random.key(seed))
         opt_state = _optimizer(cfg).init(v["params"])
         return TrainState(jnp.zeros((), jnp.int32), v["params"], v["batch_stats"], opt_state)
 
@@ -238,6 +244,9 @@ def train(
             target = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
             restored = mngr.restore(last, args=ocp.args.StandardRestore(target))
             state, seconds = TrainState(**restored["state"]), restored["seconds"]
+        # Restored arrays are committed to a device, fresh ones are not; jit would compile the
+        # step once for each kind, so commit both.
+        state = jax.device_put(state, jax.devices()[0])
         first = int(state.step)
         step = make_step(module, prep, cfg, seed)
         b = cfg.batch_size

@@ -66,13 +66,15 @@ TINY_CFG = segtrain.Config(steps=12, batch_size=4, lr=1e-2, warmup=1)
 
 def test_step_learns_and_compiles_once():
     config = _tiny()
-    seg = seglib.from_config(config, key=jax.random.key(0))
+    seg = jax.eval_shape(lambda: seglib.from_config(config))  # module and prep
+    variables = segtrain._init(seg.module, 32)(jax.random.key(0))  # shared with train()
     cfg = TINY_CFG
     opt = segtrain._optimizer(cfg)
-    params = seg.variables["params"]
+    params = variables["params"]
     state = segtrain.TrainState(
-        jnp.zeros((), jnp.int32), params, seg.variables["batch_stats"], opt.init(params)
+        jnp.zeros((), jnp.int32), params, variables["batch_stats"], opt.init(params)
     )
+    state = jax.device_put(state, jax.devices()[0])  # committed, as train() does
     step = segtrain.make_step(seg.module, seg.prep, cfg, 0)
     images, labels = scenes.render(0, 4, 32)
     losses = []
@@ -91,6 +93,8 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     a, info_a = segtrain.train(str(tmp_path / "a"), config, cfg, until=4, **quiet)
     b, info_b = segtrain.train(str(tmp_path / "b"), config, cfg, until=4, **quiet)
     assert info_a["steps"] == info_b["steps"] == 4
+    seg = seglib.from_config(config)
+    assert segtrain.make_step(seg.module, seg.prep, cfg, 0)._cache_size() == 1  # resumed too
     log = [json.loads(line) for line in open(tmp_path / "a" / "log.jsonl")]
     assert [r["step"] for r in log] == [2, 3, 4]
     jax.tree.map(
