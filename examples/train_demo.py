@@ -24,11 +24,11 @@ flags.DEFINE_enum("what", "generator", ["generator", "segmenter"], "which demo m
 flags.DEFINE_string("outdir", None, "run directory (default runs/demo_gan, runs/demo_segmenter)")
 flags.DEFINE_integer("images", 400_000, "train until this many real images have been seen")
 flags.DEFINE_integer("seed", 0, "initialization and latent seed")
-flags.DEFINE_integer("data_seed", 1000, "seed of the rendered scenes stream")
+flags.DEFINE_integer("data_seed", 1000, "generator: seed of the rendered scenes stream")
 flags.DEFINE_integer("batch_size", 16, "images per step")
 flags.DEFINE_integer("steps", segtrain.Config().steps, "segmenter: train until this step")
 flags.DEFINE_integer("checkpoint_every", 500, "steps between checkpoints")
-flags.DEFINE_string("export", None, "write the EMA generator here when done")
+flags.DEFINE_string("export", None, "write the EMA generator (or the segmenter) here when done")
 
 
 def segmenter():
