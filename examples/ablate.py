@@ -18,7 +18,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import ablate, ace, proggan, scenes  # noqa: E402
+from gdjax import ablate, ace, demo, proggan, scenes  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -39,19 +39,10 @@ flags.DEFINE_bool("sweep", False, "ablate every unit alone and record every clas
 flags.DEFINE_string("outdir", "runs/demo_ablate", "output directory")
 
 
-def load_models(generator: str, segmenter: str):
-    """``(module, params), seg`` from 'demo' or checkpoint directories."""
-    if generator == "demo" or segmenter == "demo":
-        from gdjax import demo
-    gen = demo.generator() if generator == "demo" else proggan.load(generator)
-    seg = demo.segmenter() if segmenter == "demo" else seglib.load(segmenter)
-    return gen, seg
-
-
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-    (module, params), seg = load_models(FLAGS.generator, FLAGS.segmenter)
+    (module, params), seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
     names = [name for name, _ in seg.labels]
     outdir = os.path.join(FLAGS.outdir, FLAGS.layer)
     z = proggan.sample_z(FLAGS.size, FLAGS.seed, module.sizes[0])

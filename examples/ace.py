@@ -19,7 +19,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import ablate, ace, proggan, scenes  # noqa: E402
+from gdjax import ablate, ace, demo, proggan, scenes  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -51,19 +51,10 @@ flags.DEFINE_integer("eval_images", 200, "latents (seed 3) for the removal curve
 flags.DEFINE_integer("topn", 20, "units in the removal curves and the grid")
 
 
-def load_models(generator: str, segmenter: str):
-    """``(module, params), seg`` from 'demo' or checkpoint directories."""
-    if generator == "demo" or segmenter == "demo":
-        from gdjax import demo
-    gen = demo.generator() if generator == "demo" else proggan.load(generator)
-    seg = demo.segmenter() if segmenter == "demo" else seglib.load(segmenter)
-    return gen, seg
-
-
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-    (module, params), seg = load_models(FLAGS.generator, FLAGS.segmenter)
+    (module, params), seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
     names = [name for name, _ in seg.labels]
     label = names.index(FLAGS.classname)
     fns = ace.segmenter_fns(seg, label, FLAGS.downsample)

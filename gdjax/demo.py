@@ -17,7 +17,7 @@ import os
 from gdjax import proggan
 from gdjax import segmenter as seglib
 
-__all__ = ["ASSETS", "GENERATOR", "SEGMENTER", "generator", "segmenter"]
+__all__ = ["ASSETS", "GENERATOR", "SEGMENTER", "generator", "load_models", "segmenter"]
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
 GENERATOR = os.path.join(ASSETS, "generator")
@@ -45,3 +45,11 @@ def generator():
     if not os.path.isdir(GENERATOR):
         raise _missing(GENERATOR, "generator")
     return proggan.load(GENERATOR)
+
+
+def load_models(gen: str = "demo", seg: str = "demo"):
+    """``((module, params), segmenter)`` from ``'demo'`` or checkpoint directories, as the
+    example scripts' ``--generator`` / ``--segmenter`` flags give them."""
+    generator_ = generator() if gen == "demo" else proggan.load(gen)
+    segmenter_ = segmenter() if seg == "demo" else seglib.load(seg)
+    return generator_, segmenter_

@@ -109,3 +109,23 @@ def compare(
         "fd_ratio": fd / floor,
         "n": n,
     }
+
+
+def write_world_grid(path: str, generator, seg: seglib.Segmenter, n: int = 8, seed: int = 1):
+    """PNG of four rows: generated scenes, their segmentation, rendered scenes, theirs.
+
+    ``generator = (module, params)``; latents are ``sample_z(n, seed)``, rendered scenes are
+    ``scenes.render(seed, n)``. Images are enlarged x2 so the 64x64 world reads on screen.
+    """
+    from gdjax import proggan, scenes, viz
+
+    module, params = generator
+    z = proggan.sample_z(n, seed, module.sizes[0])
+    fake = np.asarray(module.apply({"params": params}, z)[0])
+    real = scenes.render(seed, n, size=fake.shape[1])[0]
+    rows = []
+    for images in (fake, real):
+        labels = np.asarray(seglib.segment(seg, jnp.asarray(images)))[..., 0]
+        rows += [viz.to_uint8(images), scenes.colorize(labels)]
+    tiles = np.concatenate(rows)
+    return viz.save_png(path, viz.enlarge(viz.grid(tiles, n), 2))

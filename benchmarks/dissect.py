@@ -1,0 +1,72 @@
+"""Cost of a dissection relative to just running the networks over the same images.
+
+    python -m benchmarks.dissect --setup demo --samples 1000
+    python -m benchmarks.dissect --setup full --samples 200      # PGGAN-256 + upp, random weights
+
+Times, in one process: (a) the bare generator + segmenter passes over the dissection's latent
+sets (seed 1 and, for IQR, seed 2), jitted and compiled beforehand, in the same batches; (b) a
+complete ``gdjax.dissect.dissect`` into a fresh directory (compiles, caches, every statistics
+pass, strips and the report). Prints both and the ratio b / a (target <= 1.25).
+"""
+
+import argparse
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+
+from gdjax import cache, dissect, proggan, segtrain
+from gdjax import segmenter as seglib
+
+
+def models(setup: str):
+    if setup == "demo":
+        try:
+            from gdjax import demo
+
+            return demo.generator(), demo.segmenter(), "shipped demo models"
+        except FileNotFoundError:
+            seg = seglib.from_config(segtrain.demo_config(), key=jax.random.key(0))
+            return proggan.init((128, 128, 128, 64, 32, 16)), seg, "demo configs, random weights"
+    from benchmarks.segmenter import UPP
+
+    seg = seglib.from_config(UPP, key=jax.random.key(0))
+    return proggan.init([512, *proggan.SIZES[256]]), seg, "PGGAN-256 + upp, random weights"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--setup", choices=["demo", "full"], default="demo")
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--layers", default="layer4")
+    ap.add_argument("--batch_size", type=int, default=32)
+    ap.add_argument("--micro", type=int, default=8)
+    a = ap.parse_args(argv)
+    gen, seg, what = models(a.setup)
+    layers = a.layers.split(",")
+    module, params = gen
+    fn = cache.model_fn(module, params, seg, layers, 2)
+    run = jax.jit(lambda z: jax.lax.map(fn, z.reshape(-1, a.micro, z.shape[-1])))
+    sets = [proggan.sample_z(a.samples, s, module.sizes[0]) for s in (1, 2)]
+    jax.block_until_ready(run(jnp.asarray(sets[0][: a.batch_size])))  # compile
+    t = time.perf_counter()
+    for z in sets:
+        for start in range(0, a.samples, a.batch_size):
+            out = run(jnp.asarray(z[start : start + a.batch_size]))
+            jax.device_get(out)
+    bare = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as outdir:
+        t = time.perf_counter()
+        dissect.dissect(outdir, gen, seg, layers, samples=a.samples, batch_size=a.batch_size,
+                        micro=a.micro)  # fmt: skip
+        full = time.perf_counter() - t
+    print(f"backend {jax.default_backend()} x{len(jax.local_devices())}; {what}; "
+          f"layers {layers}; {a.samples} samples x 2 latent sets")  # fmt: skip
+    print(f"bare generator+segmenter passes: {bare:8.1f} s ({2 * a.samples / bare:.1f} img/s)")
+    print(f"dissection:                      {full:8.1f} s")
+    print(f"ratio:                           {full / bare:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
