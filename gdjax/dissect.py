@@ -20,7 +20,6 @@ run killed at any point resumes where it stopped and ends with the same bytes.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
@@ -28,28 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax import cache, iou, proggan, progress, report, scenes, scores, stats, viz
+from gdjax import cache, checkpoint, iou, proggan, progress, report, scenes, scores, stats, viz
 from gdjax import segmenter as seglib
 from gdjax.upsample import upsample
 
 RESULT_FIELDS = ("levels", "best", "top_values", "top_indices", "iou", "iqr", "lc", "cc", "ic")
-
-
-def _check_settings(outdir: str, settings: dict) -> None:
-    path = os.path.join(outdir, "settings.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        diff = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
-        if diff:
-            raise ValueError(
-                f"output directory {outdir!r} holds a different run (settings differ: "
-                f"{', '.join(f'{k}={old.get(k)!r}' for k in diff)}); use another --outdir"
-            )
-    else:
-        os.makedirs(outdir, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(settings, f, indent=2)
 
 
 def _batches(arrays: dict, batch_size: int, desc: str):
@@ -212,7 +194,7 @@ def dissect(
         "downsample": downsample, "batch_size": batch_size, "micro": micro, "topk": topk,
         "label0_quirk": label0_quirk, "ties_quirk": ties_quirk, **(settings_extra or {}),
     }  # fmt: skip
-    _check_settings(outdir, settings)
+    checkpoint.check_settings(outdir, settings, "run")
     fn = cache.model_fn(module, params, segmenter, layers, downsample)
     zdim = module.sizes[0]
     z_main = proggan.sample_z(samples, seed, zdim)

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from gdjax import proggan
+from gdjax import checkpoint, proggan
 
 
 class EqConv(nn.Module):
@@ -236,19 +236,7 @@ def train(
     cfg = cfg or Config()
     os.makedirs(directory, exist_ok=True)
     settings = {**cfg._asdict(), "sizes": list(cfg.sizes), "seed": seed}
-    settings_path = os.path.join(directory, "settings.json")
-    if os.path.exists(settings_path):
-        with open(settings_path) as f:
-            old = json.load(f)
-        diff = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
-        if diff:
-            raise ValueError(
-                f"{directory!r} holds a run with other settings ({', '.join(diff)}): "
-                "use another directory or the same settings"
-            )
-    else:
-        with open(settings_path, "w") as f:
-            json.dump(settings, f, indent=2)
+    checkpoint.check_settings(directory, settings, "training run")
     state = restore_or_init(os.path.join(directory, "checkpoints"), cfg, seed)
     steps = {False: make_step(cfg, False), True: make_step(cfg, True)}
     g = proggan.Generator(tuple(cfg.sizes))

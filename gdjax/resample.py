@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gdjax.upsample import interpolation_matrix
+
 __all__ = ["adaptive_avg_matrix", "bilinear_matrix", "prroi_matrix", "resample", "resize"]
 
 
@@ -51,21 +53,11 @@ def prroi_matrix(pooled: int, size: int) -> np.ndarray:
     return ((_tri_integral(hi - i) - _tri_integral(lo - i)) / float(bin_)).astype(np.float32)
 
 
-@functools.cache
 def bilinear_matrix(out: int, size: int) -> np.ndarray:
-    """``[out, size]`` float32: torch bilinear resize with ``align_corners=False``.
-
-    Source coordinate ``(d + 0.5) * size/out - 0.5`` clamped at 0; the upper neighbour is
-    clamped at ``size - 1``. Shrinking samples two pixels per output (no antialiasing).
-    """
-    src = np.maximum((np.arange(out) + 0.5) * (size / out) - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), size - 1)
-    i1 = np.minimum(i0 + 1, size - 1)
-    lam = src - i0
-    m = np.zeros((out, size), np.float64)
-    np.add.at(m, (np.arange(out), i0), 1.0 - lam)
-    np.add.at(m, (np.arange(out), i1), lam)
-    return m.astype(np.float32)
+    """``[out, size]`` float32: torch bilinear resize with ``align_corners=False`` (half-pixel
+    source coordinates, edge clamp; shrinking samples two pixels per output, no antialiasing).
+    The same operator that upsamples activations for dissection."""
+    return interpolation_matrix(out, size, align_corners=False)
 
 
 @functools.cache

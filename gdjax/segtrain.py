@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gdjax import scenes
+from gdjax import checkpoint, scenes
 from gdjax import segmenter as seglib
 
 __all__ = [
@@ -182,22 +182,6 @@ def _manager(directory: str):
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
-def _check_settings(directory: str, settings: dict) -> None:
-    path = os.path.join(directory, "settings.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        diff = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
-        if diff:
-            raise ValueError(
-                f"{directory!r} holds a run with other settings ({', '.join(diff)}): "
-                "use another directory or the same settings"
-            )
-    else:
-        with open(path, "w") as f:
-            json.dump(settings, f, indent=2)
-
-
 def train(
     directory: str,
     config: dict[str, Any] | None = None,
@@ -223,7 +207,9 @@ def train(
     config = config or demo_config()
     cfg = cfg or Config()
     os.makedirs(directory, exist_ok=True)
-    _check_settings(directory, {"config": config, "train": cfg._asdict(), "seed": seed})
+    checkpoint.check_settings(
+        directory, {"config": config, "train": cfg._asdict(), "seed": seed}, "training run"
+    )
 
     def fresh():
         v = _init(module, size)(jax.random.key(seed))

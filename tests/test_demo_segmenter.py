@@ -106,5 +106,5 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     c, info_c = segtrain.train(str(tmp_path / "a"), config, cfg, until=4, **quiet)
     assert info_c["steps"] == 4
     jax.tree.map(np.testing.assert_array_equal, c.variables, a.variables)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="holds a different training run"):
         segtrain.train(str(tmp_path / "a"), config, cfg._replace(steps=13), **quiet)

@@ -37,5 +37,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     lines = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(np.isfinite(list(__import__("json").loads(ln).values())).all()
                                    for ln in lines)  # fmt: skip
-    with pytest.raises(ValueError, match=r"other settings \(batch_size\)"):
+    with pytest.raises(
+        ValueError, match=r"different training run \(settings differ: batch_size=4\)"
+    ):
         gan.train(str(tmp_path / "b"), data, 40, CFG._replace(batch_size=8), seed=3, log=quiet)
