@@ -4,7 +4,7 @@
     python examples/ace.py --classname door --generator runs/gen --segmenter runs/seg \
         --dissect runs/dissect/dissect.json --search_size 10000 --train_size 1000 --eval_size 200
 
-Writes ``<outdir>/<layer>/<class>/`` (alpha.npy, snapshots/, summary.json, removal curves of
+Writes ``<outdir>/<layer>/<class>/`` (alpha.npy, snapshots/, summary.json, result.json, curves of
 the top units by ACE and by IoU, before/after grid) and adds a ``<class>-ace`` ranking to
 ``--dissect`` (created if missing). α starts from that file's ``<class>-iou`` ranking when
 present, else at 0.5. Defaults are the demo world at a reduced size; the reference's sizes are
@@ -14,12 +14,11 @@ present, else at 0.5. Defaults are the demo world at a reduced size; the referen
 import os
 import sys
 
-import numpy as np
 from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import ablate, ace, demo, proggan, scenes  # noqa: E402
+from gdjax import ace, causal, demo, scenes  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -49,6 +48,7 @@ flags.DEFINE_float(
 )
 flags.DEFINE_integer("eval_images", 200, "latents (seed 3) for the removal curves")
 flags.DEFINE_integer("topn", 20, "units in the removal curves and the grid")
+flags.DEFINE_bool("mixed_units", True, "ablate ACE-ranked units by their α (the reference)")
 
 
 def main(argv):
@@ -65,37 +65,22 @@ def main(argv):
         train_epochs=FLAGS.train_epochs, l2_lambda=FLAGS.l2_lambda, lr=FLAGS.lr,
         shuffle_seed=FLAGS.shuffle_seed, ploc_bug=FLAGS.ploc_bug,
     )  # fmt: skip
-    init = ace.init_from_dissect(FLAGS.dissect, FLAGS.layer, FLAGS.classname)
-    start = "IoU / max IoU" if init is not None else "0.5 (no <class>-iou ranking found)"
-    print(f"{FLAGS.classname} (label {label}): α starts at {start}")
-    value = None
-    if FLAGS.insertion_quantile is not None:
-        zq = proggan.sample_z(min(FLAGS.search_size, 2000), cfg.present_seed, module.sizes[0])
-        value = ace.unit_quantiles(module, params, zq, FLAGS.layer, [FLAGS.insertion_quantile])[0]
-    result = ace.optimize(module, params, fns, cfg, init, value)
     outdir = os.path.join(FLAGS.outdir, FLAGS.layer, FLAGS.classname)
-
-    orders = {"ace": (np.argsort(-result.alpha, kind="stable"), result.alpha)}
-    iou = ablate.ranking(FLAGS.dissect, FLAGS.layer, f"{FLAGS.classname}-iou")
-    if iou is not None:
-        orders["ace"] = (ablate.order(-result.alpha, tiebreak=iou), result.alpha)
-        orders["iou"] = (ablate.order(iou), None)
-    z = proggan.sample_z(FLAGS.eval_images, 3, module.sizes[0])
-    curves = ablate.experiment(
-        outdir, module, params, fns.mask, z, FLAGS.layer, FLAGS.classname, orders,
-        n_max=FLAGS.topn, batch_size=FLAGS.inference_batch_size, grid_n=FLAGS.topn,
-        segment_fn=lambda im: seglib.segment(seg, im, FLAGS.downsample), colorize=scenes.colorize,
+    r = causal.run_class(
+        outdir, module, params, fns, FLAGS.dissect, FLAGS.classname, cfg,
+        eval_images=FLAGS.eval_images, topn=FLAGS.topn,
+        insertion_quantile=FLAGS.insertion_quantile, mixed_units=FLAGS.mixed_units,
+        segment_fn=lambda im: seglib.segment(seg, im, FLAGS.downsample),
+        colorize=scenes.colorize, label=label,
     )  # fmt: skip
-    removed = {m: curves[m]["removed"][-1] for m in orders}
-    summary = ace.save(outdir, result, cfg, FLAGS.classname, label=label, removed_top=removed,
-                       topn=FLAGS.topn)  # fmt: skip
-    ace.add_ranking(FLAGS.dissect, FLAGS.layer, f"{FLAGS.classname}-ace", -result.alpha)
-    top = np.argsort(-result.alpha, kind="stable")[:10]
-    print("top units by α: " + ", ".join(f"{u} ({result.alpha[u]:.2f})" for u in top))
-    print("eval loss per epoch: " + " ".join(f"{v:.3f}" for v in result.eval_loss))
-    for m, r in removed.items():
-        print(f"top {FLAGS.topn} by {m}: {r:.3f} of {FLAGS.classname} pixels removed")
-    print(f"results: {summary}, {', '.join(curves['paths'])}; ranking added to {FLAGS.dissect}")
+    print(f"{FLAGS.classname} (label {label}): α started at {r['alpha_start']}")
+    print("top units by α: " + ", ".join(
+        f"{u} ({a:.2f})" for u, a in zip(r["top_units"], r["top_alpha"], strict=True)))  # fmt: skip
+    print("eval loss per epoch: " + " ".join(f"{v:.3f}" for v in r["eval_loss"]))
+    for m, b in r["removed"].items():
+        print(f"top {r['topn']} by {m}: {b['removed']:.3f} [{b['low']:.3f}, {b['high']:.3f}] "
+              f"of {FLAGS.classname} pixels removed")  # fmt: skip
+    print(f"results: {', '.join(r['paths'])}; ranking added to {FLAGS.dissect}")
 
 
 if __name__ == "__main__":

@@ -179,12 +179,12 @@ def table(summary: dict) -> str:
         f"{summary['layer']}: fraction of class pixels removed by ablating the top {s['topn']} "
         f"units ({s['level']:.0%} bootstrap band), {s['eval_images']} latents of seed "
         f"{s['eval_seed']}",
-        f"{'class':<12}{'units':>6}  {'top by IoU':<24}{'top by ACE':<24}ACE > IoU",
+        f"{'class':<12}{'units':>6}  {'top by IoU':<26}{'top by ACE':<26}ACE > IoU",
     ]
     for r in summary["classes"]:
         beats = ("yes" if r["ace_beats_iou"] else "no") + (" (bands apart)" * r["bands_apart"])
-        lines.append(f"{r['classname']:<12}{r['units']:>6}  {fmt(r['iou']):<24}"
-                     f"{fmt(r['ace']):<24}{beats}")  # fmt: skip
+        lines.append(f"{r['classname']:<12}{r['units']:>6}  {fmt(r['iou']):<26}"
+                     f"{fmt(r['ace']):<26}{beats}")  # fmt: skip
     a, h = summary["checks"]["ace_beats_iou"], summary["checks"]["half_removed"]
     yes = lambda c: "yes" if c["pass"] else "NO"
     lines += [
