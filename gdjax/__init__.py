@@ -3,12 +3,14 @@
 Modules, one concept each: ``proggan`` (generator), ``segmenter`` (segmenters and the label
 API), ``scenes`` (the built-in world), ``demo`` (its shipped models), ``dissect`` (unit
 labels), ``stats`` / ``iou`` / ``scores`` (streaming statistics), ``report``, ``intervene``
-(edits), ``ace`` (causal effects), ``ablate`` (ablation experiments).
+(edits), ``ace`` (causal effects), ``ablate`` (ablation experiments), ``causal``
+(ACE vs IoU for every class).
 """
 
 from gdjax import (
     ablate,
     ace,
+    causal,
     demo,
     dissect,
     intervene,
@@ -32,6 +34,7 @@ __all__ = [
     "ablate",
     "ace",
     "apply_edit",
+    "causal",
     "class_score",
     "demo",
     "dissect",
