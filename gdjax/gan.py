@@ -253,16 +253,22 @@ def train(
         images = np.asarray(g.apply({"params": state.ema_params}, preview_z)[0])
         viz.save_png(os.path.join(directory, "samples.png"), viz.grid(viz.to_uint8(images), 8))
         record = {"step": int(state.step), "images": int(state.step) * cfg.batch_size}
-        record |= {k: float(v) for k, v in metrics.items()} | {"images_per_s": rate}
+        values = {k: float(v) for k, v in metrics.items()}
+        record |= {k: v if math.isfinite(v) else None for k, v in values.items()}  # strict JSON
+        record |= {"images_per_s": rate}
         with open(os.path.join(directory, "log.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    metrics, t0, done = {}, time.time(), first
+    metrics, t0, done, last_r1 = {}, time.time(), first, float("nan")
     with _checkpoint_manager(os.path.join(directory, "checkpoints")) as mngr:
         try:
             for s in range(first, total_steps):
                 reals = data_fn(s * cfg.batch_size, cfg.batch_size)
-                state, metrics = steps[s % cfg.r1_every == 0](state, reals)
+                with_r1 = s % cfg.r1_every == 0
+                state, metrics = steps[with_r1](state, reals)
+                if with_r1:
+                    last_r1 = metrics["r1"]
+                metrics = {**metrics, "r1": last_r1}  # R1 is computed every r1_every steps only
                 done = s + 1
                 if done % 50 == 0 or done == total_steps:
                     rate = (done - first) * cfg.batch_size / (time.time() - t0)
