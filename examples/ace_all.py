@@ -20,10 +20,12 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from examples import ace_flags  # noqa: E402
 from gdjax import ace, causal, demo, scenes  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
+ace_flags.define()
 flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")
 flags.DEFINE_string("segmenter", "demo", "'demo' or a gdjax segmenter checkpoint directory")
 flags.DEFINE_string("dissect", "runs/demo_dissect/dissect.json", "dissect.json to read/extend")
@@ -31,22 +33,7 @@ flags.DEFINE_string("layer", "layer4", "generator layer")
 flags.DEFINE_list("classes", None, "classes to run (default: every eligible class)")
 flags.DEFINE_integer("min_units", 4, "interpretable units a class needs to be run")
 flags.DEFINE_string("outdir", "runs/demo_ace_all", "output directory")
-flags.DEFINE_integer("downsample", 1, "segmentation downsampling (the reference: 2 at 256 px)")
-flags.DEFINE_integer("search_size", 1000, "latents searched for present and candidate sets")
-flags.DEFINE_integer("train_size", 200, "training pairs")
-flags.DEFINE_integer("eval_size", 40, "evaluation pairs")
-flags.DEFINE_integer("inference_batch_size", 10, "images per inference batch")
-flags.DEFINE_integer("train_batch_size", 2, "pairs per micro-batch")
-flags.DEFINE_integer("train_update_freq", 10, "micro-batches per Adam step")
-flags.DEFINE_integer("train_epochs", 10, "epochs")
-flags.DEFINE_float("l2_lambda", 0.005, "L2 weight on α")
-flags.DEFINE_float("lr", 0.01, "Adam learning rate")
-flags.DEFINE_integer("shuffle_seed", 0, "seed of the pairing and order of training pairs")
-flags.DEFINE_bool("ploc_bug", False, "read the insertion reward at ploc, as the reference")
-flags.DEFINE_float("insertion_quantile", None, "insert each unit's level at this quantile")
-flags.DEFINE_integer("eval_images", 200, "latents (seed 3) for the removal curves")
 flags.DEFINE_integer("topn", 20, "units ablated")
-flags.DEFINE_bool("mixed_units", True, "ablate ACE-ranked units by their α (the reference)")
 
 
 def main(argv):
@@ -54,13 +41,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     (module, params), seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
     names = [name for name, _ in seg.labels]
-    cfg = ace.Config(
-        layer=FLAGS.layer, search_size=FLAGS.search_size, train_size=FLAGS.train_size,
-        eval_size=FLAGS.eval_size, inference_batch_size=FLAGS.inference_batch_size,
-        train_batch_size=FLAGS.train_batch_size, train_update_freq=FLAGS.train_update_freq,
-        train_epochs=FLAGS.train_epochs, l2_lambda=FLAGS.l2_lambda, lr=FLAGS.lr,
-        shuffle_seed=FLAGS.shuffle_seed, ploc_bug=FLAGS.ploc_bug,
-    )  # fmt: skip
+    cfg = ace_flags.config(FLAGS)
     summary = causal.run_all(
         FLAGS.outdir, module, params,
         lambda c: ace.segmenter_fns(seg, names.index(c), FLAGS.downsample),
