@@ -2,8 +2,9 @@
 
 For one latent set, :func:`collect` runs the generator and the segmenter over every latent
 exactly once and keeps the raw activations of the dissected layers (``[N, h, w, C]`` float32,
-at the layer's own resolution) and the label channels (``[N, H/d, W/d, K]`` int16) in ``.npy``
-memory maps. Every statistics pass then reads these files instead of re-running the networks.
+at the layer's own resolution), the label channels (``[N, H/d, W/d, K]`` int16) and optionally
+the images (uint8, for the report's strips) in ``.npy`` memory maps. Every statistics pass
+then reads these files instead of re-running the networks.
 
 Batches are spread over all local devices with ``shard_map``; each device runs fixed-size
 micro-batches in a ``lax.map``, so an image is computed by the same program whatever the number
@@ -14,6 +15,7 @@ resumes at the first unfinished batch and ends with the same files.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -30,29 +32,39 @@ PROGRESS = "progress.json"
 
 
 class Cache(NamedTuple):
-    """Activations per layer ``{name: [N, h, w, C] float32}`` and labels ``[N, H, W, K]``."""
+    """Activations per layer ``{name: [N, h, w, C] float32}``, labels ``[N, H, W, K]`` and,
+    when the model function returns them, the generated images (uint8 ``[N, H, W, 3]``)."""
 
     acts: dict[str, np.ndarray]
     labels: np.ndarray
+    images: np.ndarray | None = None
 
     @property
     def size(self) -> int:
         return int(self.labels.shape[0])
 
 
-def model_fn(module, params, seg, layers: Sequence[str], downsample: int) -> Callable:
-    """``z [B, Z] -> ({layer: act [B, h, w, C]}, labels [B, H/d, W/d, K] int16)``."""
+def model_fn(
+    module, params, seg, layers: Sequence[str], downsample: int, images: bool = False
+) -> Callable:
+    """``z [B, Z] -> ({layer: act [B, h, w, C]}, labels [B, H/d, W/d, K] int16)``, plus the
+    images as uint8 ``[B, H, W, 3]`` (as :func:`gdjax.viz.to_uint8`) when ``images``."""
     from gdjax import segmenter
 
     def fn(z):
-        images, acts = module.apply({"params": params}, z, capture=tuple(layers))
-        labels = segmenter.segment(seg, images, downsample)
-        return {k: acts[k] for k in layers}, labels.astype(jnp.int16)
+        out, acts = module.apply({"params": params}, z, capture=tuple(layers))
+        labels = segmenter.segment(seg, out, downsample)
+        result = ({k: acts[k] for k in layers}, labels.astype(jnp.int16))
+        if images:
+            pixels = jnp.clip((out.astype(jnp.float32) + 1.0) / 2.0 * 255.0, 0, 255)
+            result += (pixels.astype(jnp.uint8),)
+        return result
 
     return fn
 
 
-def _sharded(fn: Callable, micro: int, devices) -> Callable:
+@functools.lru_cache(maxsize=4)
+def _sharded(fn: Callable, micro: int, devices: tuple) -> Callable:
     """Run ``fn`` over a batch split across ``devices``, ``micro`` images at a time per device."""
     mesh = Mesh(np.asarray(devices), ("batch",))
     spec = PartitionSpec("batch")
@@ -93,9 +105,11 @@ def collect(
         raise ValueError(f"sample count {n} is below the batch size {batch_size}")
     os.makedirs(directory, exist_ok=True)
     shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((micro, *z.shape[1:]), jnp.float32))
-    acts_shape, labels_shape = shapes
+    acts_shape, labels_shape = shapes[:2]
     files = {k: (f"act_{k}.npy", (n, *s.shape[1:]), np.float32) for k, s in acts_shape.items()}
     files["__labels__"] = ("labels.npy", (n, *labels_shape.shape[1:]), np.int16)
+    if len(shapes) == 3:
+        files["__images__"] = ("images.npy", (n, *shapes[2].shape[1:]), np.uint8)
     done = _read_progress(directory, n, batch_size)
     maps = {
         key: np.lib.format.open_memmap(
@@ -106,22 +120,24 @@ def collect(
     for key, (name, shape, _) in files.items():
         if maps[key].shape != shape:
             raise ValueError(f"{directory}/{name} has shape {maps[key].shape}, expected {shape}")
-    run = _sharded(fn, micro, devices)
+    run = _sharded(fn, micro, tuple(devices))  # one compilation per model and layout
     starts = range(done, n, batch_size)
     for start in progress.bar(
         starts, desc, total=len(range(0, n, batch_size)) - done // batch_size
     ):
         idx = np.minimum(np.arange(start, start + batch_size), n - 1)
-        acts, labels = jax.device_get(run(jnp.asarray(z[idx])))
+        acts, labels, *images = jax.device_get(run(jnp.asarray(z[idx])))
         stop = min(start + batch_size, n)
         for k, a in acts.items():
             maps[k][start:stop] = a[: stop - start]
         maps["__labels__"][start:stop] = labels[: stop - start]
+        if images:
+            maps["__images__"][start:stop] = images[0][: stop - start]
         for m in maps.values():
             m.flush()
         _write_progress(directory, stop, n, batch_size)
     labels = maps.pop("__labels__")
-    return Cache(maps, labels)
+    return Cache(maps, labels, maps.pop("__images__", None))
 
 
 def open_cache(directory: str, layers: Sequence[str]) -> Cache:
@@ -130,8 +146,10 @@ def open_cache(directory: str, layers: Sequence[str]) -> Cache:
         state = json.load(f)
     if state["done"] != state["n"]:
         raise ValueError(f"{directory}: cache unfinished ({state['done']}/{state['n']} images)")
-    acts = {k: np.load(os.path.join(directory, f"act_{k}.npy"), mmap_mode="r") for k in layers}
-    return Cache(acts, np.load(os.path.join(directory, "labels.npy"), mmap_mode="r"))
+    load = lambda name: np.load(os.path.join(directory, name), mmap_mode="r")  # noqa: E731
+    acts = {k: load(f"act_{k}.npy") for k in layers}
+    images = load("images.npy") if os.path.exists(os.path.join(directory, "images.npy")) else None
+    return Cache(acts, load("labels.npy"), images)
 
 
 def _read_progress(directory: str, n: int, batch_size: int) -> int:

@@ -3,7 +3,8 @@
 Pipeline (REFERENCE §3, with the PNAS variant of §12 as options):
 
 1. :mod:`gdjax.cache` runs the generator and the segmenter once per latent set (``seed``, and
-   ``train_seed`` for the IQR thresholds) and keeps raw activations and label maps on disk.
+   ``train_seed`` for the IQR thresholds) and keeps raw activations, label maps and the images
+   (for the strips) on disk.
 2. Per layer, every statistic is a pass over the cache: activations are upsampled to the
    segmentation grid (half-pixel bilinear, edge clamp), thresholds come from exact quantiles
    (``threshold='iqr'``: 100 top fractions and the IQR search on the threshold set; or a
@@ -13,21 +14,23 @@ Pipeline (REFERENCE §3, with the PNAS variant of §12 as options):
    ``dissect.json`` (the reference's field names), ``<layer>/stats.npz``, image strips, a bar
    chart per layer and ``report.html``.
 
-Counting passes save their state with orbax every ``checkpoint_every`` batches and finished
-layers keep their results in ``<layer>/result.npz``; together with the cache's own progress a
-run killed at any point resumes where it stopped and ends with the same bytes.
+Counting passes save their state with orbax after a batch at most every ``checkpoint_seconds``
+(30 s by default; a shorter pass is simply redone) and finished layers keep their results in
+``<layer>/result.npz``; together with the cache's own progress a run killed at any point
+resumes where it stopped and ends with the same bytes.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax import cache, checkpoint, iou, proggan, progress, report, scenes, scores, stats, viz
+from gdjax import cache, checkpoint, iou, proggan, progress, report, scenes, scores, stats
 from gdjax import segmenter as seglib
 from gdjax.upsample import upsample
 
@@ -42,24 +45,27 @@ def _batches(arrays: dict, batch_size: int, desc: str):
 
 
 def _counting_pass(directory, state, update, arrays, batch_size, desc, every):
-    """Fold ``update(state, start, batch)`` over ``arrays``; orbax checkpoints every ``every``."""
+    """Fold ``update(state, start, batch)`` over ``arrays``, saving the state with orbax after
+    a batch once ``every`` seconds have passed since the last save (0: after every batch)."""
     import orbax.checkpoint as ocp
 
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
     with ocp.CheckpointManager(os.path.abspath(directory), options=options) as mngr:
         done = mngr.latest_step() or 0
         if done:
-            target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+            target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state._asdict())
             state = type(state)(**mngr.restore(done, args=ocp.args.StandardRestore(target)))
         n = next(iter(arrays.values())).shape[0]
-        for i, (start, batch) in enumerate(_batches(arrays, batch_size, desc), start=1):
+        last = time.monotonic()
+        for start, batch in _batches(arrays, batch_size, desc):
             if start < done:
                 continue
             state = update(state, start, batch)
             finished = min(start + batch_size, n)
-            if i % every == 0 or finished == n:
+            if finished < n and time.monotonic() - last >= every:
                 mngr.save(finished, args=ocp.args.StandardSave(state._asdict()))
                 mngr.wait_until_finished()
+                last = time.monotonic()
     return state
 
 
@@ -84,7 +90,7 @@ def dissect_layer(
     batch_size: int = 64,
     label0_quirk: bool = False,
     ties_quirk: bool = False,
-    checkpoint_every: int = 4,
+    checkpoint_seconds: float = 30.0,
 ) -> dict:
     """Statistics of one layer from cached activations: a dict of numpy arrays
     (``RESULT_FIELDS`` plus the ``max_iqr*`` search results in IQR mode)."""
@@ -104,12 +110,15 @@ def dissect_layer(
         return iou.counts_update(state, up(acts), labels.astype(jnp.int32), thresholds, cat_of)
 
     def counts(c: cache.Cache, thresholds: np.ndarray, name: str):
-        t = jnp.asarray(thresholds)
-        state = iou.counts_init(num_labels, num_categories, num_units, t.shape[1])
+        num = thresholds.shape[1]
+        t = jnp.asarray(thresholds) if num <= 8 else jax.tree.map(
+            jnp.asarray, iou.threshold_table(thresholds)
+        )  # fmt: skip
+        state = iou.counts_init(num_labels, num_categories, num_units, num)
         return _counting_pass(
             os.path.join(workdir, name), state,
             lambda s, _, b: count(s, b["a"], b["l"], t),
-            {"a": c.acts[layer], "l": c.labels}, batch_size, f"{layer} {name}", checkpoint_every,
+            {"a": c.acts[layer], "l": c.labels}, batch_size, f"{layer} {name}", checkpoint_seconds,
         )  # fmt: skip
 
     best = None
@@ -141,7 +150,7 @@ def dissect_layer(
         cc = np.broadcast_to(np.asarray(final.all_hist[:, 1]), (num_categories, num_units))
     if best is None:
         best = scores.label_units(iou_, iqr_, label_category, ties_quirk=ties_quirk).label
-    ic = np.asarray(final.label_hist[..., 1]).copy()
+    ic = np.asarray(final.label_hist[..., 1]).T.copy()
     ic[0] = 0
     out |= {
         "levels": np.asarray(levels, np.float32), "best": np.asarray(best),
@@ -195,7 +204,7 @@ def dissect(
         "label0_quirk": label0_quirk, "ties_quirk": ties_quirk, **(settings_extra or {}),
     }  # fmt: skip
     checkpoint.check_settings(outdir, settings, "run")
-    fn = cache.model_fn(module, params, segmenter, layers, downsample)
+    fn = cache.model_fn(module, params, segmenter, layers, downsample, images=True)
     zdim = module.sizes[0]
     z_main = proggan.sample_z(samples, seed, zdim)
     main = cache.collect(os.path.join(outdir, "cache", "main"), z_main, fn, batch_size, micro,
@@ -239,7 +248,7 @@ def dissect(
         ))  # fmt: skip
         strips[layer] = result["top_indices"][:strip_images]
     colors = scenes.palette(len(labels))
-    _write_strips(outdir, module, params, z_main, main, strips, records, colors)
+    _write_strips(outdir, main, strips, records, colors)
     record = report.report_record(
         netname, records, labels, colors, settings=settings, quantile_threshold=threshold,
         iou_threshold=iou_threshold, iqr_threshold=iqr_threshold,
@@ -248,21 +257,13 @@ def dissect(
     return record
 
 
-def _write_strips(outdir, module, params, z, main, strips, records, colors, batch_size=32):
-    """Regenerate each needed top image once and write every unit's image and label strips."""
-    needed = np.unique(np.concatenate([s.reshape(-1) for s in strips.values()]))
-    needed = needed[needed < z.shape[0]]
-    run = jax.jit(lambda zz: module.apply({"params": params}, zz)[0])
-    images = {}
-    for start in progress.bar(range(0, needed.size, batch_size), "top images"):
-        idx = needed[start : start + batch_size]
-        for i, img in zip(idx, viz.to_uint8(run(jnp.asarray(z[idx]))), strict=True):
-            images[int(i)] = img
+def _write_strips(outdir, main, strips, records, colors):
+    """Write every unit's strip of top images (from the cache) and of their segmentations."""
     for rec in records:
         layer, top = rec["layer"], strips[rec["layer"]]
         for unit in progress.bar(range(top.shape[1]), f"{layer} strips"):
-            idx = [int(i) for i in top[:, unit] if int(i) in images]
-            imgs = np.stack([images[i] for i in idx])
+            idx = [int(i) for i in top[:, unit] if 0 <= int(i) < main.size]
+            imgs = np.asarray(main.images[idx])
             acts = np.asarray(main.acts[layer][idx, :, :, unit])
             level = rec["units"][unit]["level"]
             top_strip = report.unit_strip(imgs, acts, level)

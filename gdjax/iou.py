@@ -8,7 +8,9 @@ along ``T`` (``tau[u, j] = Q_u(1 - f_j)`` for increasing ``f_j``), so "exceeds t
 is ``k >= T - j``, and counting ``k`` in ``T + 1`` bins replaces ``T`` indicator counts: the work
 per image is ``P * K * C`` scatter-adds instead of ``P * K * C * T`` (or a ``[P, L]`` by
 ``[P, C * T]`` matmul). Threshold counts are recovered by a reverse cumulative sum in the
-finalize (:mod:`gdjax.scores`).
+finalize (:mod:`gdjax.scores`). With many thresholds, ``k`` comes from a lookup table on the
+value's top 16 key bits plus a comparison or two (:func:`threshold_table`) rather than a
+binary search, and scatters run unit by unit into a unit-major ``label_hist``.
 
 Category semantics reproduced (REFERENCE §3.4.2, §3.5, §9b.21-22): a pixel counts for label
 ``l`` if *any* segmentation channel equals ``l`` (once per pixel); the reference's "label
@@ -27,15 +29,19 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["ThresholdCounts", "counts_init", "counts_update"]
+from gdjax.stats import float_key
+
+__all__ = ["ThresholdCounts", "ThresholdTable", "counts_init", "counts_update", "threshold_table"]
 
 
 class ThresholdCounts(NamedTuple):
     """Fixed-shape counts for ``L`` labels, ``G`` categories, ``C`` units, ``T`` thresholds.
 
-    label_hist: int32 ``[L, C, T + 1]``, pixels carrying label ``l`` (in any channel) whose
-      unit-``u`` activation exceeds exactly ``k`` of the unit's thresholds.
+    label_hist: int32 ``[C, L, T + 1]`` (unit-major, so each unit's counters are contiguous),
+      pixels carrying label ``l`` (in any channel) whose unit-``u`` activation exceeds exactly
+      ``k`` of the unit's thresholds.
     cat_hist: int32 ``[G, C, T + 1]``, the same over all pixels of images where category ``g``
       is present.
     all_hist: int32 ``[C, T + 1]``, the same over all pixels.
@@ -56,6 +62,23 @@ class ThresholdCounts(NamedTuple):
     num_pixels: jax.Array
 
 
+class ThresholdTable(NamedTuple):
+    """Many thresholds per unit prepared for lookup (:func:`threshold_table`).
+
+    lo: int32 ``[C, 2**16]``, per top-16-bit key bin, the number of distinct threshold keys
+      below the bin.
+    keys: uint32 ``[C, D + W]``, each unit's distinct threshold keys ascending (``D <= T`` the
+      most of any unit), padded with ``0xFFFFFFFF``; ``W`` is the most distinct keys sharing
+      one bin (the number of comparisons per value).
+    below: int32 ``[C, D + 1]``, ``below[u, i]``: thresholds whose key is below ``keys[u, i]``
+      (``T`` past the unit's last distinct key).
+    """
+
+    lo: jax.Array
+    keys: jax.Array
+    below: jax.Array
+
+
 def counts_init(
     num_labels: int, num_categories: int, num_units: int, num_thresholds: int
 ) -> ThresholdCounts:
@@ -65,7 +88,7 @@ def counts_init(
         raise ValueError("label x unit x threshold counters exceed int32 indexing")
     zeros = lambda *shape: jnp.zeros(shape, jnp.int32)
     return ThresholdCounts(
-        label_hist=zeros(num_labels, num_units, bins),
+        label_hist=zeros(num_units, num_labels, bins),
         cat_hist=zeros(num_categories, num_units, bins),
         all_hist=zeros(num_units, bins),
         label_channels=zeros(num_labels),
@@ -75,35 +98,64 @@ def counts_init(
     )
 
 
-def exceeded(acts: jax.Array, thresholds: jax.Array) -> jax.Array:
-    """Number of thresholds each activation exceeds: int32 ``[P, C]``.
+def _host_key(x: np.ndarray) -> np.ndarray:
+    """:func:`gdjax.stats.float_key` in NumPy."""
+    x = np.where(x == 0, np.float32(0), np.asarray(x, np.float32))
+    b = x.view(np.uint32)
+    return np.where((b >> 31) == 1, ~b, b | np.uint32(0x80000000)).astype(np.uint32)
 
-    ``acts`` float32 ``[P, C]``; ``thresholds`` float32 ``[C, T]``, non-increasing along ``T``.
+
+def threshold_table(thresholds: np.ndarray) -> ThresholdTable:
+    """Host-side preparation of ``thresholds`` (float32 ``[C, T]``, any order) for
+    :func:`counts_update`: a value's exceeded count becomes one table lookup plus ``W``
+    comparisons (usually 1 or 2) instead of a binary search over ``T``."""
+    keys = np.sort(_host_key(np.asarray(thresholds, np.float32)), axis=1)  # [C, T]
+    num_units, num = keys.shape
+    distinct = [np.unique(k) for k in keys]
+    bins = [np.bincount((d >> 16).astype(np.int64), minlength=2**16) for d in distinct]
+    window = max(1, max(int(b.max()) for b in bins))
+    size = max(d.size for d in distinct)
+    padded = np.full((num_units, size + window), 0xFFFFFFFF, np.uint32)
+    below = np.full((num_units, size + 1), num, np.int32)
+    lo = np.empty((num_units, 2**16), np.int32)
+    for u, (d, b) in enumerate(zip(distinct, bins, strict=True)):
+        padded[u, : d.size] = d
+        below[u, : d.size] = np.searchsorted(keys[u], d, side="left")
+        lo[u, 0], lo[u, 1:] = 0, np.cumsum(b)[:-1]
+    return ThresholdTable(lo, padded, below)
+
+
+def exceeded(acts: jax.Array, thresholds) -> jax.Array:
+    """Number of thresholds each activation strictly exceeds: int32 ``[C, P]`` (unit-major).
+
+    ``acts`` float32 ``[P, C]``; ``thresholds``: float32 ``[C, T]`` (direct comparisons, for a
+    few thresholds; the final pass has one) or a :class:`ThresholdTable`.
     """
-    if thresholds.shape[1] <= 8:
-        # A few thresholds (the final pass has one): direct comparisons beat a binary search.
-        return jnp.sum(acts[:, :, None] > thresholds[None, :, :], axis=-1, dtype=jnp.int32)
-    ascending = thresholds[:, ::-1]
-    # side='left' counts thresholds strictly below the value: the reference's strict ``>``.
-    k = jax.vmap(lambda t, a: jnp.searchsorted(t, a, side="left", method="scan"), in_axes=(0, 1))(
-        ascending, acts
-    )
-    return k.T.astype(jnp.int32)
+    if not isinstance(thresholds, ThresholdTable):
+        return jnp.sum(acts.T[:, :, None] > thresholds[:, None, :], axis=-1, dtype=jnp.int32)
+    key = float_key(acts).T  # [C, P]
+    units = jnp.arange(key.shape[0], dtype=jnp.int32)[:, None]
+    window = thresholds.keys.shape[1] - (thresholds.below.shape[1] - 1)
+    base = thresholds.lo[units, (key >> 16).astype(jnp.int32)]
+    index = base
+    for w in range(window):
+        index = index + (thresholds.keys[units, base + w] < key).astype(jnp.int32)
+    return thresholds.below[units, index]
 
 
 def _add_image(
     state: ThresholdCounts,
     acts: jax.Array,
     seg: jax.Array,
-    thresholds: jax.Array,
+    thresholds,
     label_category: jax.Array,
 ) -> ThresholdCounts:
     """Adds one image: ``acts`` float32 ``[H, W, C]``, ``seg`` int32 ``[H, W, K]``."""
-    num_labels, num_units, bins = state.label_hist.shape
+    num_units, num_labels, bins = state.label_hist.shape
     num_cats = state.cat_pixels.shape[0]
     height, width, channels = seg.shape
     pixels = height * width
-    k = exceeded(acts.reshape(pixels, num_units), thresholds)  # [P, C]
+    k = exceeded(acts.reshape(pixels, num_units), thresholds)  # [C, P]
     seg = seg.reshape(pixels, channels)
     in_range = (seg >= 0) & (seg < num_labels)
     seg = jnp.where(in_range, seg, 0)
@@ -113,16 +165,16 @@ def _add_image(
         dup = jnp.any((seg[:, :ch] == seg[:, ch : ch + 1]) & in_range[:, :ch], axis=1)
         first = first.at[:, ch].set(in_range[:, ch] & ~dup)
 
-    units = jnp.arange(num_units, dtype=jnp.int32)[None, :]
-    unit_bin = units * bins + k  # [P, C]
+    units = jnp.arange(num_units, dtype=jnp.int32)[:, None]
+    unit_bin = units * (num_labels * bins) + k  # [C, P]
     label_hist = state.label_hist.reshape(-1)
     for ch in range(channels):
-        # Scatter channel by channel: only a [P, C] index array is alive at a time.
-        flat = seg[:, ch : ch + 1] * (num_units * bins) + unit_bin
-        flat = jnp.where(first[:, ch : ch + 1], flat, label_hist.size)
+        # Scatter channel by channel, unit by unit: one unit's counters stay in cache.
+        flat = unit_bin + seg[None, :, ch] * bins
+        flat = jnp.where(first[None, :, ch], flat, label_hist.size)
         label_hist = label_hist.at[flat.reshape(-1)].add(1, mode="drop")
 
-    hist = jnp.zeros(num_units * bins, jnp.int32).at[unit_bin.reshape(-1)].add(1)
+    hist = jnp.zeros(num_units * bins, jnp.int32).at[(units * bins + k).reshape(-1)].add(1)
     hist = hist.reshape(num_units, bins)
     flat_seg = seg.reshape(-1)
     cats = label_category[flat_seg]
@@ -146,7 +198,7 @@ def counts_update(
     state: ThresholdCounts,
     acts: jax.Array,
     seg: jax.Array,
-    thresholds: jax.Array,
+    thresholds: jax.Array | ThresholdTable,
     label_category: jax.Array,
 ) -> ThresholdCounts:
     """Adds a batch.
@@ -154,8 +206,8 @@ def counts_update(
     acts: float32 ``[B, H, W, C]``, activations already upsampled to the segmentation grid
       (:func:`gdjax.upsample.upsample`).
     seg: int32 ``[B, H, W, K]``, label per pixel and channel (0 = none), labels in ``[0, L)``.
-    thresholds: float32 ``[C, T]``, non-increasing along ``T``; ``[C, 1]`` levels for the
-      final IoU.
+    thresholds: float32 ``[C, T]``, non-increasing along ``T`` (``[C, 1]`` levels for the
+      final IoU), or for many thresholds their :func:`threshold_table` (same counts, faster).
     label_category: int32 ``[L]``, category of each label in ``[0, G)`` (label 0 and labels of
       unknown category: category 0, as the reference).
 

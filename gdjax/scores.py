@@ -136,7 +136,7 @@ def iqr_search(
     num = thresholds.shape[1]
     fractions = iqr_fractions(num) if fractions is None else np.asarray(fractions, np.float64)
     label_category = np.asarray(label_category)
-    label_hist = np.asarray(counts.label_hist)
+    label_hist = np.moveaxis(np.asarray(counts.label_hist), 1, 0)  # [L, C, T + 1] view
     cat_hist = np.asarray(counts.cat_hist)
     pixels = float(counts.num_pixels)
     label_pixels = np.asarray(counts.label_pixels, np.float64)
@@ -209,7 +209,7 @@ def iou_scores(
     if counts.label_hist.shape[-1] != 2:
         raise ValueError("iou_scores needs counts with one threshold (level) per unit")
     label_category = np.asarray(label_category)
-    ic = np.asarray(counts.label_hist[..., 1], np.float64).copy()
+    ic = np.asarray(counts.label_hist[..., 1], np.float64).T.copy()
     ic[0] = 0.0
     if denominators == "category":
         cc = np.asarray(counts.cat_hist[..., 1], np.float64)[label_category]

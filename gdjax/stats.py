@@ -13,9 +13,11 @@ the 32-bit order-preserving key of each float32 value, over several passes of th
 Pass 0 histograms the top ``bits[0]`` key bits per unit and counts the values ``n``, which fixes
 the wanted order statistics (two per ``q``: the hazen neighbours). Each later pass histograms
 the next ``bits[i]`` bits of just the values whose resolved high bits equal a wanted statistic's
-prefix. After ``sum(bits) == 32`` bits every wanted statistic is known exactly, and the hazen
-interpolation is done as NumPy does it. Memory per pass: ``C * R * 2**bits[i]`` int32 counters
-(``R = 2 * len(qs)`` targets; 1 target in pass 0), e.g. 104 MB for C=512, 100 qs, 8 bits.
+prefix, found by one table lookup per earlier pass (:func:`lookup_tables`; no search). After
+``sum(bits) == 32`` bits every wanted statistic is known exactly, and the hazen interpolation is
+done as NumPy does it. Memory per pass: ``C * R * 2**bits[i]`` int32 counters and as many table
+entries (``R = 2 * len(qs)`` targets; ``C * 2**bits[0]`` in pass 0), e.g. 104 MB for C=512,
+100 qs, 8 bits.
 Limits: fewer than ``2**31`` values per unit; values finite float32 (``-0.0`` counts as ``0.0``).
 """
 
@@ -35,6 +37,7 @@ __all__ = [
     "exact_quantiles",
     "float_key",
     "key_to_float",
+    "lookup_tables",
     "quantile_finalize",
     "quantile_init",
     "quantile_refine",
@@ -69,9 +72,9 @@ def key_to_float(key: np.ndarray) -> np.ndarray:
 class QuantilePass(NamedTuple):
     """Device state of one radix pass.
 
-    hist: int32 ``[C, R, 2**bits]``; ``hist[u, r, d]`` counts unit ``u``'s values whose next
-      ``bits`` key bits are ``d`` and whose resolved high bits equal the prefix of target ``r``,
-      where ``r`` is the *first* target with that prefix (later duplicates stay zero).
+    hist: int32 ``[C, G, 2**bits]``; ``hist[u, g, d]`` counts unit ``u``'s values whose resolved
+      high key bits equal the ``g``-th distinct wanted prefix of the unit and whose next ``bits``
+      bits are ``d`` (``G = 1`` in pass 0, where nothing is resolved yet).
     count: int32 ``[]``, values seen per unit (the same for every unit).
     """
 
@@ -83,60 +86,99 @@ class QuantileSearch(NamedTuple):
     """Host state between passes: what is known about each wanted order statistic.
 
     ranks: int64 ``[R]``, sorted 0-based ranks wanted (the same for every unit).
-    prefix: uint32 ``[C, R]``, the ``done`` resolved high bits of each statistic's key.
+    prefix: uint32 ``[C, R]``, the resolved high bits of each statistic's key (right-aligned).
     below: int64 ``[C, R]``, number of values whose key's high bits are below ``prefix``.
-    done: number of key bits resolved so far (32 when finished).
+    widths: bit widths of the passes done so far (``sum(widths) == 32`` when finished).
     n: number of values per unit.
     """
 
     ranks: np.ndarray
     prefix: np.ndarray
     below: np.ndarray
-    done: int
+    widths: tuple[int, ...]
     n: int
 
+    @property
+    def done(self) -> int:
+        """Key bits resolved so far."""
+        return sum(self.widths)
 
-def quantile_init(num_units: int, num_targets: int, bits: int) -> QuantilePass:
-    """Zero state for a pass with ``num_targets`` slots per unit (1 in pass 0)."""
-    if num_units * num_targets * 2**bits >= 2**31:
+
+def quantile_init(num_units: int, num_groups: int, bits: int) -> QuantilePass:
+    """Zero state for a pass with ``num_groups`` prefix groups per unit (1 in pass 0)."""
+    if num_units * num_groups * 2**bits >= 2**31:
         raise ValueError(
-            f"{num_units} units x {num_targets} targets x 2**{bits} bins exceeds int32 indexing;"
+            f"{num_units} units x {num_groups} prefixes x 2**{bits} bins exceeds int32 indexing;"
             " use fewer bits per pass"
         )
     return QuantilePass(
-        hist=jnp.zeros((num_units, num_targets, 2**bits), jnp.int32),
+        hist=jnp.zeros((num_units, num_groups, 2**bits), jnp.int32),
         count=jnp.zeros((), jnp.int32),
     )
 
 
+def _group_ids(prefix: np.ndarray) -> np.ndarray:
+    """Index of each (per-unit sorted) prefix among the unit's distinct prefixes: ``[C, R]``."""
+    new = np.ones(prefix.shape, bool)
+    new[:, 1:] = prefix[:, 1:] != prefix[:, :-1]
+    return np.cumsum(new, axis=1) - 1
+
+
+def lookup_tables(search: QuantileSearch) -> tuple[np.ndarray, ...]:
+    """Per resolved pass, a table from that pass's digit to the wanted-prefix group (or -1).
+
+    Level 0: int32 ``[C, 2**widths[0]]`` indexed by the top digit; level ``i > 0``: int32
+    ``[C, R, 2**widths[i]]`` indexed by the level-``i-1`` group and the next digit. A value's
+    group after the last level is its slot in the pass histogram; -1 (no wanted statistic
+    shares its prefix) drops it. Empty before pass 0.
+    """
+    num_units, num_ranks = search.prefix.shape
+    units = np.arange(num_units)[:, None]
+    tables, done, group = [], 0, None
+    for width in search.widths:
+        done += width
+        high = search.prefix.astype(np.uint64) >> np.uint64(search.done - done)
+        digit = (high & np.uint64(2**width - 1)).astype(np.int64)
+        new_group = _group_ids(high)
+        if group is None:
+            table = np.full((num_units, 2**width), -1, np.int32)
+            table[units, digit] = new_group
+        else:
+            table = np.full((num_units, num_ranks, 2**width), -1, np.int32)
+            table[units, group, digit] = new_group
+        tables.append(table)
+        group = new_group
+    return tuple(tables)
+
+
 def quantile_update(
-    state: QuantilePass, values: jax.Array, prefix: jax.Array, done: jax.Array | int
+    state: QuantilePass, values: jax.Array, tables: tuple[jax.Array, ...] = ()
 ) -> QuantilePass:
     """Adds ``values`` (float32 ``[..., C]``, any leading shape) to a pass's histogram.
 
-    ``prefix``: ``QuantileSearch.prefix`` (uint32 ``[C, R]``, sorted per unit; zeros ``[C, 1]``
-    in pass 0); ``done``: ``QuantileSearch.done`` (int32 scalar, may be traced, so passes of
-    equal shape share one compilation).
+    ``tables``: :func:`lookup_tables` of the search so far (``()`` in pass 0). Bit positions
+    follow from the shapes, so passes of equal shapes share one compilation. Values are
+    scattered unit by unit (each unit's histogram row stays in cache).
     """
-    num_units, num_slots, num_bins = state.hist.shape
+    num_units, num_groups, num_bins = state.hist.shape
     bits = num_bins.bit_length() - 1
-    done = jnp.asarray(done, jnp.uint32)
-    key = float_key(values.reshape(-1, num_units))
-    digit = (key >> (jnp.uint32(32 - bits) - done)) & jnp.uint32(num_bins - 1)
-    # Resolved high bits (none in pass 0; a shift by 32 is avoided rather than relied on).
-    high = jnp.where(done == 0, jnp.uint32(0), key >> jnp.where(done == 0, 1, 32 - done))
-    # The prefixes are sorted, so the first target sharing a value's prefix is found by binary
-    # search; values that share no wanted prefix are dropped.
-    slot = jax.vmap(
-        lambda p, v: jnp.searchsorted(p, v, side="left", method="scan"), in_axes=(0, 1)
-    )(prefix, high).T.astype(jnp.int32)
-    slot = jnp.minimum(slot, num_slots - 1)
-    units = jnp.arange(num_units, dtype=jnp.int32)[None, :]
-    match = prefix[units, slot] == high
-    flat = (units * num_slots + slot) * num_bins + digit.astype(jnp.int32)
-    flat = jnp.where(match, flat, state.hist.size)
+    key = float_key(values.reshape(-1, num_units)).T  # [C, P]
+    units = jnp.arange(num_units, dtype=jnp.int32)[:, None]
+    shift = 32
+    group = jnp.zeros(key.shape, jnp.int32)
+    for level, table in enumerate(tables):
+        width = table.shape[-1].bit_length() - 1
+        shift -= width
+        digit = ((key >> shift) & jnp.uint32(2**width - 1)).astype(jnp.int32)
+        if level == 0:
+            group = table[units, digit]
+        else:
+            group = jnp.where(group >= 0, table[units, jnp.maximum(group, 0), digit], -1)
+    digit = ((key >> (shift - bits)) & jnp.uint32(num_bins - 1)).astype(jnp.int32)
+    flat = (units * num_groups + group) * num_bins + digit
+    flat = jnp.where(group >= 0, flat, state.hist.size)
     hist = state.hist.reshape(-1).at[flat.reshape(-1)].add(1, mode="drop")
-    return QuantilePass(hist.reshape(state.hist.shape), state.count + key.shape[0])
+    return QuantilePass(hist.reshape(state.hist.shape), state.count + key.shape[1])
 
 
 def hazen_positions(n: int, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,7 +198,7 @@ def quantile_start(n: int, qs: np.ndarray, num_units: int) -> QuantileSearch:
     lo, hi, _ = hazen_positions(n, qs)
     ranks = np.sort(np.concatenate([lo, hi]))
     shape = (num_units, ranks.size)
-    return QuantileSearch(ranks, np.zeros(shape, np.uint32), np.zeros(shape, np.int64), 0, n)
+    return QuantileSearch(ranks, np.zeros(shape, np.uint32), np.zeros(shape, np.int64), (), n)
 
 
 def quantile_refine(search: QuantileSearch, state: QuantilePass) -> QuantileSearch:
@@ -164,34 +206,27 @@ def quantile_refine(search: QuantileSearch, state: QuantilePass) -> QuantileSear
     hist = np.asarray(state.hist).astype(np.int64)
     if int(state.count) != search.n:
         raise ValueError(f"pass saw {int(state.count)} values, expected {search.n}")
-    bits = int(np.log2(hist.shape[-1]))
+    num_units, num_groups, num_bins = hist.shape
+    bits = num_bins.bit_length() - 1
+    group = np.zeros(search.prefix.shape, np.int64) if not search.widths else None
+    if group is None:
+        group = _group_ids(search.prefix.astype(np.uint64))
+    # Each histogram row's cumulative counts, offset so that all rows form one sorted array.
     cum = np.cumsum(hist, axis=-1)
-    # Slot of each target = first target with the same prefix (prefixes are sorted per unit).
-    if hist.shape[1] == 1:
-        slot = np.zeros(search.prefix.shape, np.int64)
-    else:
-        ar = np.arange(search.prefix.shape[1])[None, :]
-        new = np.concatenate(
-            [
-                np.ones_like(search.prefix[:, :1], bool),
-                search.prefix[:, 1:] != search.prefix[:, :-1],
-            ],
-            axis=1,
-        )
-        slot = np.maximum.accumulate(np.where(new, ar, 0), axis=1)
+    rows = np.arange(num_units)[:, None] * num_groups + group  # [C, R]
+    offset = (search.n + 1) * np.arange(num_units * num_groups, dtype=np.int64)
+    flat = (cum.reshape(num_units * num_groups, num_bins) + offset[:, None]).reshape(-1)
     want = search.ranks[None, :] - search.below  # 0-based rank inside the prefix group
-    digit = np.empty_like(want)
-    before = np.empty_like(want)
-    for u in range(hist.shape[0]):
-        rows = cum[u, slot[u]]  # [R, bins]
-        d = (rows <= want[u][:, None]).sum(-1)
-        if np.any(d >= hist.shape[-1]):
-            raise ValueError("order statistic not found: did the data change between passes?")
-        digit[u] = d
-        before[u] = np.where(d > 0, rows[np.arange(d.size), np.maximum(d - 1, 0)], 0)
+    pos = np.searchsorted(flat, want + offset[rows], side="right")
+    digit = pos - rows * num_bins
+    if np.any(digit >= num_bins) or np.any(digit < 0):
+        raise ValueError("order statistic not found: did the data change between passes?")
+    before = np.where(digit > 0, flat[np.maximum(pos - 1, 0)] - offset[rows], 0)
     prefix = (search.prefix.astype(np.uint64) << np.uint64(bits)) | digit.astype(np.uint64)
     return search._replace(
-        prefix=prefix.astype(np.uint32), below=search.below + before, done=search.done + bits
+        prefix=prefix.astype(np.uint32),
+        below=search.below + before,
+        widths=(*search.widths, bits),
     )
 
 
@@ -233,20 +268,18 @@ def exact_quantiles(
     update = _update_jit
     if transform is not None:
         update = jax.jit(
-            lambda s, x, p, done: quantile_update(s, transform(x), p, done), donate_argnums=0
+            lambda s, x, tables: quantile_update(s, transform(x), tables), donate_argnums=0
         )
     search = None
     for b in bits:
         state = None
+        tables = () if search is None else tuple(jnp.asarray(t) for t in lookup_tables(search))
         for batch in batches_fn():
             if state is None:
                 num_units = jax.eval_shape(transform or (lambda x: x), batch).shape[-1]
-                targets = 1 if search is None else search.ranks.size
-                state = quantile_init(num_units, targets, b)
-                prefix = jnp.asarray(
-                    np.zeros((num_units, 1), np.uint32) if search is None else search.prefix
-                )
-            state = update(state, batch, prefix, np.uint32(0 if search is None else search.done))
+                groups = 1 if search is None else search.ranks.size
+                state = quantile_init(num_units, groups, b)
+            state = update(state, batch, tables)
         if state is None:
             raise ValueError("batches_fn() yielded nothing")
         if search is None:

@@ -6,8 +6,10 @@ import signal
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -131,3 +133,28 @@ def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="layer 'layer4': NaN activations in image 0"):
         dissect.dissect(str(tmp_path / "c"), (module, broken), seg, ["layer4"], samples=16,
                         batch_size=16, micro=8)  # fmt: skip
+
+
+class _Sum(NamedTuple):
+    total: jax.Array
+
+
+def test_counting_pass_resumes_from_its_checkpoint(tmp_path):
+    x = np.arange(40, dtype=np.int32).reshape(10, 4)
+    add = jax.jit(lambda s, b: _Sum(s.total + b.sum(0)))
+    seen = []
+
+    def update(state, start, batch):
+        seen.append(start)
+        if len(seen) == 4 and interrupt:
+            raise KeyboardInterrupt
+        return add(state, batch["x"])
+
+    zero = _Sum(jnp.zeros(4, jnp.int32))
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):  # saved after batches 0, 2 and 4 (every=0)
+        dissect._counting_pass(str(tmp_path), zero, update, {"x": x}, 2, "t", every=0)
+    interrupt, seen[:] = False, []
+    state = dissect._counting_pass(str(tmp_path), zero, update, {"x": x}, 2, "t", every=0)
+    assert seen == [6, 8]  # resumed after the last saved batch
+    np.testing.assert_array_equal(state.total, x.sum(0))

@@ -79,12 +79,12 @@ def test_quantile_update_compiles_once_per_shape():
         return stats.quantile_update(*args)
 
     update = jax.jit(counted)
-    x = jnp.asarray(_tied_values(1, 64))
     state = stats.quantile_init(6, 4, 8)
-    prefix = jnp.zeros((6, 4), jnp.uint32)
-    for done in (8, 16, 24, 8):
-        state = update(state, x, prefix, np.uint32(done))
-    assert len(traces) == 1
+    tables = (jnp.zeros((6, 2**16), jnp.int32), jnp.zeros((6, 4, 2**8), jnp.int32))
+    for seed in range(4):
+        x = jnp.asarray(_tied_values(seed, 64))
+        state = update(state, x, tables)
+    assert len(traces) == 1 and int(state.count) == 64 * 4
 
 
 def test_exact_quantiles_detects_changing_data():
@@ -144,12 +144,32 @@ def _dissect_data(seed=3, n=6, size=16, units=5):
     return acts, seg
 
 
-def _counts(acts, seg, tau, splits=(2, 4)):
+def _counts(acts, seg, tau, splits=(2, 4), table=False):
     update = jax.jit(iou_lib.counts_update)
     state = iou_lib.counts_init(NUM_LABELS, NUM_CATS, tau.shape[0], tau.shape[1])
+    t = iou_lib.threshold_table(tau) if table else jnp.asarray(tau)
     for lo, hi in zip((0, *splits), (*splits, len(acts)), strict=True):
-        state = update(state, acts[lo:hi], seg[lo:hi], jnp.asarray(tau), LABEL_CATEGORY)
+        state = update(state, acts[lo:hi], seg[lo:hi], t, LABEL_CATEGORY)
     return jax.tree.map(np.asarray, state)
+
+
+def test_threshold_table_counts_equal_direct_comparisons():
+    rng = np.random.default_rng(5)
+    acts = rng.standard_normal((3000, 4)).astype(np.float32)
+    acts[::5] = 0.0
+    acts[1::7] = -0.0
+    acts[::11, 3] = np.inf
+    tau = np.sort(rng.standard_normal((4, 20)).astype(np.float32), axis=1)[:, ::-1].copy()
+    tau[0, 5:12] = 0.0  # ties, and -0.0 equal to 0.0
+    tau[0, 12] = -0.0
+    tau[1] = 1.0 + np.arange(20, dtype=np.float32) * 1e-4  # 20 distinct keys in one 16-bit bin
+    tau[2, :3] = np.inf
+    table = iou_lib.threshold_table(tau)
+    assert table.keys.shape[1] - table.below.shape[1] + 1 >= 20  # the comparison window
+    got = np.asarray(iou_lib.exceeded(jnp.asarray(acts), table))
+    ref = (acts.T[:, :, None] > tau[:, None, :]).sum(-1)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(np.asarray(iou_lib.exceeded(jnp.asarray(acts), tau)), ref)
 
 
 def _taus(acts, num=12):
@@ -172,8 +192,8 @@ def test_iqr_search_matches_bruteforce(ties_quirk):
     np.testing.assert_array_equal(got.max_iqr_quantile, ref["q"])
     np.testing.assert_allclose(got.max_iqr_iou, ref["iou"], atol=1e-12)
     np.testing.assert_allclose(got.max_iqr_agreement, ref["agree"], atol=1e-12)
-    # Batching changes nothing, byte for byte.
-    again = _counts(acts, seg, tau, splits=(1, 5))
+    # Batching and the lookup table change nothing, byte for byte.
+    again = _counts(acts, seg, tau, splits=(1, 5), table=True)
     for a, b in zip(jax.tree.leaves(counts), jax.tree.leaves(again), strict=True):
         assert a.tobytes() == b.tobytes()
 
