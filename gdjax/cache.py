@@ -104,7 +104,9 @@ def collect(
     if n < batch_size:
         raise ValueError(f"sample count {n} is below the batch size {batch_size}")
     os.makedirs(directory, exist_ok=True)
-    shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((micro, *z.shape[1:]), jnp.float32))
+    run = _sharded(fn, micro, tuple(devices))  # one compilation per model and layout
+    # Traced once here; the trace is reused by the first call.
+    shapes = run.eval_shape(jax.ShapeDtypeStruct((batch_size, *z.shape[1:]), jnp.float32))
     acts_shape, labels_shape = shapes[:2]
     files = {k: (f"act_{k}.npy", (n, *s.shape[1:]), np.float32) for k, s in acts_shape.items()}
     files["__labels__"] = ("labels.npy", (n, *labels_shape.shape[1:]), np.int16)
@@ -120,7 +122,6 @@ def collect(
     for key, (name, shape, _) in files.items():
         if maps[key].shape != shape:
             raise ValueError(f"{directory}/{name} has shape {maps[key].shape}, expected {shape}")
-    run = _sharded(fn, micro, tuple(devices))  # one compilation per model and layout
     starts = range(done, n, batch_size)
     for start in progress.bar(
         starts, desc, total=len(range(0, n, batch_size)) - done // batch_size

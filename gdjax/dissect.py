@@ -41,7 +41,19 @@ def _batches(arrays: dict, batch_size: int, desc: str):
     n = next(iter(arrays.values())).shape[0]
     starts = range(0, n, batch_size)
     for start in progress.bar(starts, desc):
-        yield start, {k: jnp.asarray(v[start : start + batch_size]) for k, v in arrays.items()}
+        yield (
+            start,
+            {k: jnp.asarray(np.array(v[start : start + batch_size])) for k, v in arrays.items()},
+        )
+
+
+def even_batch(n: int, target: int) -> int:
+    """The divisor of ``n`` in ``[target / 2, target]`` closest to ``target`` (so every batch of
+    a pass has one shape and compiles once), else ``target``."""
+    for size in range(min(target, n), max(target // 2, 1) - 1, -1):
+        if n % size == 0:
+            return size
+    return target
 
 
 def _counting_pass(directory, state, update, arrays, batch_size, desc, every):
@@ -100,6 +112,7 @@ def dissect_layer(
     up = lambda a: upsample(a, grid)  # noqa: E731
     out: dict[str, np.ndarray] = {}
     num_units = main.acts[layer].shape[-1]
+    batch_size = even_batch(main.size, batch_size)
 
     def quantiles(c: cache.Cache, qs, name):
         batches = lambda: (b["a"] for _, b in _batches({"a": c.acts[layer]}, batch_size, name))  # noqa: E731

@@ -112,8 +112,8 @@ def quantile_init(num_units: int, num_groups: int, bits: int) -> QuantilePass:
             " use fewer bits per pass"
         )
     return QuantilePass(
-        hist=jnp.zeros((num_units, num_groups, 2**bits), jnp.int32),
-        count=jnp.zeros((), jnp.int32),
+        hist=jnp.asarray(np.zeros((num_units, num_groups, 2**bits), np.int32)),
+        count=jnp.asarray(np.zeros((), np.int32)),
     )
 
 
@@ -304,8 +304,8 @@ class TopK(NamedTuple):
 def topk_init(k: int, num_units: int) -> TopK:
     """Empty top-k state."""
     return TopK(
-        values=jnp.full((k, num_units), -jnp.inf, jnp.float32),
-        index=jnp.full((k, num_units), jnp.iinfo(jnp.int32).max, jnp.int32),
+        values=jnp.asarray(np.full((k, num_units), -np.inf, np.float32)),
+        index=jnp.asarray(np.full((k, num_units), np.iinfo(np.int32).max, np.int32)),
     )
 
 

@@ -32,7 +32,8 @@ def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def save_png(path: str, image: np.ndarray) -> str:
-    """Write a uint8 ``[H, W, 3]`` array as PNG, creating the folder; returns ``path``."""
+    """Write a uint8 ``[H, W, 3]`` array as PNG (fast, light compression), creating the folder;
+    returns ``path``."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(np.asarray(image, np.uint8)).save(path)
+    Image.fromarray(np.asarray(image, np.uint8)).save(path, compress_level=1)
     return path
