@@ -32,7 +32,7 @@ def models(setup: str):
     from benchmarks.segmenter import UPP
 
     seg = seglib.from_config(UPP, key=jax.random.key(0))
-    return proggan.init([512, *proggan.SIZES[256]]), seg, "PGGAN-256 + upp, random weights"
+    return proggan.init(proggan.SIZES[256]), seg, "PGGAN-256 + upp, random weights"
 
 
 def main(argv=None):
@@ -56,6 +56,8 @@ def main(argv=None):
             out = run(jnp.asarray(z[start : start + a.batch_size]))
             jax.device_get(out)
     bare = time.perf_counter() - t
+    print(f"bare generator+segmenter passes: {bare:8.1f} s ({2 * a.samples / bare:.1f} img/s)",
+          flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as outdir:
         t = time.perf_counter()
         dissect.dissect(outdir, gen, seg, layers, samples=a.samples, batch_size=a.batch_size,
@@ -63,7 +65,6 @@ def main(argv=None):
         full = time.perf_counter() - t
     print(f"backend {jax.default_backend()} x{len(jax.local_devices())}; {what}; "
           f"layers {layers}; {a.samples} samples x 2 latent sets")  # fmt: skip
-    print(f"bare generator+segmenter passes: {bare:8.1f} s ({2 * a.samples / bare:.1f} img/s)")
     print(f"dissection:                      {full:8.1f} s")
     print(f"ratio:                           {full / bare:8.2f}")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -271,14 +272,19 @@ def dissect(
 
 
 def _write_strips(outdir, main, strips, records, colors):
-    """Write every unit's strip of top images (from the cache) and of their segmentations."""
-    for rec in records:
-        layer, top = rec["layer"], strips[rec["layer"]]
-        for unit in progress.bar(range(top.shape[1]), f"{layer} strips"):
-            idx = [int(i) for i in top[:, unit] if 0 <= int(i) < main.size]
-            imgs = np.asarray(main.images[idx])
-            acts = np.asarray(main.acts[layer][idx, :, :, unit])
-            level = rec["units"][unit]["level"]
-            top_strip = report.unit_strip(imgs, acts, level)
-            seg = report.seg_strip(np.asarray(main.labels[idx, :, :, 0]), colors, imgs.shape[1:3])
-            report.save_strip(outdir, layer, unit, top_strip, seg)
+    """Write every unit's strip of top images (from the cache) and of their segmentations.
+
+    Units are drawn and PNG-encoded on a few threads (the encoder releases the GIL)."""
+
+    def write(job):
+        layer, unit, level = job
+        idx = [int(i) for i in strips[layer][:, unit] if 0 <= int(i) < main.size]
+        imgs = np.asarray(main.images[idx])
+        top_strip = report.unit_strip(imgs, np.asarray(main.acts[layer][idx, :, :, unit]), level)
+        seg = report.seg_strip(np.asarray(main.labels[idx, :, :, 0]), colors, imgs.shape[1:3])
+        report.save_strip(outdir, layer, unit, top_strip, seg)
+
+    jobs = [(r["layer"], u["unit"], u["level"]) for r in records for u in r["units"]]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
+        for _ in progress.bar(pool.map(write, jobs), "unit strips", total=len(jobs)):
+            pass

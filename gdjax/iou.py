@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax.stats import float_key
+from gdjax.stats import float_key, host_float_key
 
 __all__ = ["ThresholdCounts", "ThresholdTable", "counts_init", "counts_update", "threshold_table"]
 
@@ -98,18 +98,12 @@ def counts_init(
     )
 
 
-def _host_key(x: np.ndarray) -> np.ndarray:
-    """:func:`gdjax.stats.float_key` in NumPy."""
-    x = np.where(x == 0, np.float32(0), np.asarray(x, np.float32))
-    b = x.view(np.uint32)
-    return np.where((b >> 31) == 1, ~b, b | np.uint32(0x80000000)).astype(np.uint32)
-
-
 def threshold_table(thresholds: np.ndarray) -> ThresholdTable:
     """Host-side preparation of ``thresholds`` (float32 ``[C, T]``, any order) for
     :func:`counts_update`: a value's exceeded count becomes one table lookup plus ``W``
-    comparisons (usually 1 or 2) instead of a binary search over ``T``."""
-    keys = np.sort(_host_key(np.asarray(thresholds, np.float32)), axis=1)  # [C, T]
+    comparisons (``W``: the most distinct thresholds sharing a 16-bit key bin, usually a few)
+    instead of a binary search over ``T``."""
+    keys = np.sort(host_float_key(thresholds), axis=1)  # [C, T]
     num_units, num = keys.shape
     distinct = [np.unique(k) for k in keys]
     bins = [np.bincount((d >> 16).astype(np.int64), minlength=2**16) for d in distinct]

@@ -162,7 +162,10 @@ def connected_components(x: jax.Array) -> jax.Array:
         new = flat[flat[new]]  # pointer jumping: follow the label's own label twice
         return new, jnp.any(new != lab)
 
-    lab, _ = jax.lax.while_loop(lambda s: s[1], step, (ids, jnp.array(True)))
+    # The initial flag is computed from the data (always True) so that under ``shard_map`` it
+    # carries the same varying-axes type as the flag the body returns.
+    running = jnp.all(ids >= 0)
+    lab, _ = jax.lax.while_loop(lambda s: s[1], step, (ids, running))
     return lab
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "TopK",
     "exact_quantiles",
     "float_key",
+    "host_float_key",
     "key_to_float",
     "lookup_tables",
     "quantile_finalize",
@@ -60,6 +61,13 @@ def float_key(x: jax.Array) -> jax.Array:
     b = jax.lax.bitcast_convert_type(x, jnp.uint32)
     negative = (b >> 31) == 1
     return jnp.where(negative, ~b, b | jnp.uint32(0x80000000))
+
+
+def host_float_key(x: np.ndarray) -> np.ndarray:
+    """:func:`float_key` in NumPy (host side)."""
+    x = np.asarray(x, np.float32)
+    b = np.where(x == 0, np.float32(0), x).view(np.uint32)
+    return np.where((b >> 31) == 1, ~b, b | np.uint32(0x80000000)).astype(np.uint32)
 
 
 def key_to_float(key: np.ndarray) -> np.ndarray:

@@ -212,3 +212,19 @@ def test_train_mode_logits_and_batch_stats(tiny):
     )
     assert out["object"].shape == (2, 32, 32, 6) and "batch_stats" in upd
     assert acts["layer4"].shape == (2, 1, 1, 32)
+
+
+def test_quad_segmenter_runs_in_the_sharded_cache(tiny, tmp_path):
+    # The dissection cache runs the segmenter under shard_map; the quad sub-labels' while_loop
+    # must type-check there (its loop flag is varying over the batch axis).
+    from gdjax import cache, proggan, viz
+
+    module, params = proggan.init((16, 16, 16, 8, 8), seed=0)  # 32x32 images
+    fn = cache.model_fn(module, params, tiny, ["layer4"], 2, images=True)
+    z = proggan.sample_z(8, 1, 16)
+    got = cache.collect(str(tmp_path / "c"), z, fn, batch_size=4, micro=2)
+    images = module.apply({"params": params}, jnp.asarray(z))[0]
+    np.testing.assert_array_equal(got.labels, np.asarray(S.segment(tiny, images, 2)))
+    assert got.labels.shape == (8, 16, 16, 5) and got.labels[..., 3:].max() > 0
+    diff = np.abs(got.images.astype(int) - viz.to_uint8(images).astype(int))
+    assert got.images.dtype == np.uint8 and diff.max() <= 1  # float rounding at .5 boundaries

@@ -71,6 +71,17 @@ def test_exact_quantiles_equal_numpy_hazen(bits):
     assert got.tobytes() == doubled.tobytes()
 
 
+def test_host_float_key_equals_device_key_and_inverts():
+    x = _tied_values().reshape(-1)
+    x = np.concatenate([x, [-np.inf, np.float32(-1e-45), np.float32(1e-45), -0.0]]).astype(
+        np.float32
+    )
+    keys = stats.host_float_key(x)
+    np.testing.assert_array_equal(keys, np.asarray(stats.float_key(jnp.asarray(x))))
+    assert np.all(np.diff(keys[np.argsort(x, kind="stable")].astype(np.int64)) >= 0)
+    np.testing.assert_array_equal(stats.key_to_float(keys), np.where(x == 0, 0.0, x))
+
+
 def test_quantile_update_compiles_once_per_shape():
     traces = []
 
