@@ -9,8 +9,8 @@ is ``k >= T - j``, and counting ``k`` in ``T + 1`` bins replaces ``T`` indicator
 per image is ``P * K * C`` scatter-adds instead of ``P * K * C * T`` (or a ``[P, L]`` by
 ``[P, C * T]`` matmul). Threshold counts are recovered by a reverse cumulative sum in the
 finalize (:mod:`gdjax.scores`). With many thresholds, ``k`` comes from a lookup table on the
-value's top 16 key bits plus a comparison or two (:func:`threshold_table`) rather than a
-binary search, and scatters run unit by unit into a unit-major ``label_hist``.
+value's top 16 key bits and a search among the few thresholds in that bin
+(:func:`threshold_table`), and scatters run unit by unit into a unit-major ``label_hist``.
 
 Category semantics reproduced (REFERENCE §3.4.2, §3.5, §9b.21-22): a pixel counts for label
 ``l`` if *any* segmentation channel equals ``l`` (once per pixel); the reference's "label
@@ -68,8 +68,8 @@ class ThresholdTable(NamedTuple):
     lo: int32 ``[C, 2**16]``, per top-16-bit key bin, the number of distinct threshold keys
       below the bin.
     keys: uint32 ``[C, D + W]``, each unit's distinct threshold keys ascending (``D <= T`` the
-      most of any unit), padded with ``0xFFFFFFFF``; ``W`` is the most distinct keys sharing
-      one bin (the number of comparisons per value).
+      most of any unit), padded with ``0xFFFFFFFF``; ``W = 2**m - 1`` covers the most distinct
+      keys sharing one bin, searched with ``m`` probes per value.
     below: int32 ``[C, D + 1]``, ``below[u, i]``: thresholds whose key is below ``keys[u, i]``
       (``T`` past the unit's last distinct key).
     """
@@ -100,14 +100,15 @@ def counts_init(
 
 def threshold_table(thresholds: np.ndarray) -> ThresholdTable:
     """Host-side preparation of ``thresholds`` (float32 ``[C, T]``, any order) for
-    :func:`counts_update`: a value's exceeded count becomes one table lookup plus ``W``
-    comparisons (``W``: the most distinct thresholds sharing a 16-bit key bin, usually a few)
-    instead of a binary search over ``T``."""
+    :func:`counts_update`: a value's exceeded count becomes one table lookup and a binary search
+    among the few distinct thresholds sharing its 16-bit key bin, instead of a search over
+    ``T``."""
     keys = np.sort(host_float_key(thresholds), axis=1)  # [C, T]
     num_units, num = keys.shape
     distinct = [np.unique(k) for k in keys]
     bins = [np.bincount((d >> 16).astype(np.int64), minlength=2**16) for d in distinct]
-    window = max(1, max(int(b.max()) for b in bins))
+    most = max(1, max(int(b.max()) for b in bins))
+    window = 2 ** (most + 1).bit_length() - 1  # a binary search of log2(window + 1) probes
     size = max(d.size for d in distinct)
     padded = np.full((num_units, size + window), 0xFFFFFFFF, np.uint32)
     below = np.full((num_units, size + 1), num, np.int32)
@@ -131,9 +132,11 @@ def exceeded(acts: jax.Array, thresholds) -> jax.Array:
     units = jnp.arange(key.shape[0], dtype=jnp.int32)[:, None]
     window = thresholds.keys.shape[1] - (thresholds.below.shape[1] - 1)
     base = thresholds.lo[units, (key >> 16).astype(jnp.int32)]
+    # Binary search among the (sorted, padded) keys of the value's bin.
     index = base
-    for w in range(window):
-        index = index + (thresholds.keys[units, base + w] < key).astype(jnp.int32)
+    for probe in reversed(range((window + 1).bit_length() - 1)):
+        step = 1 << probe
+        index = index + jnp.where(thresholds.keys[units, index + step - 1] < key, step, 0)
     return thresholds.below[units, index]
 
 
@@ -168,8 +171,12 @@ def _add_image(
         flat = jnp.where(first[None, :, ch], flat, label_hist.size)
         label_hist = label_hist.at[flat.reshape(-1)].add(1, mode="drop")
 
-    hist = jnp.zeros(num_units * bins, jnp.int32).at[(units * bins + k).reshape(-1)].add(1)
-    hist = hist.reshape(num_units, bins)
+    if bins == 2:  # one threshold: a sum, no scatter
+        above = jnp.sum(k, axis=1, dtype=jnp.int32)
+        hist = jnp.stack([pixels - above, above], axis=1)
+    else:
+        hist = jnp.zeros(num_units * bins, jnp.int32).at[(units * bins + k).reshape(-1)].add(1)
+        hist = hist.reshape(num_units, bins)
     flat_seg = seg.reshape(-1)
     cats = label_category[flat_seg]
     present = jnp.zeros(num_cats, jnp.int32).at[cats].add(in_range.reshape(-1).astype(jnp.int32))

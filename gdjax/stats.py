@@ -18,7 +18,8 @@ prefix, found by one table lookup per earlier pass (:func:`lookup_tables`; no se
 done as NumPy does it. Memory per pass: ``C * R * 2**bits[i]`` int32 counters and as many table
 entries (``R = 2 * len(qs)`` targets; ``C * 2**bits[0]`` in pass 0), e.g. 104 MB for C=512,
 100 qs, 8 bits.
-Limits: fewer than ``2**31`` values per unit; values finite float32 (``-0.0`` counts as ``0.0``).
+Limits: fewer than ``2**31`` values per unit; values float32, not NaN (``-0.0`` and subnormals
+count as ``0.0``).
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ DEFAULT_BITS = (16, 8, 8)
 def float_key(x: jax.Array) -> jax.Array:
     """Order-preserving uint32 key of float32 values (``a < b`` iff ``key(a) < key(b)``).
 
-    ``-0.0`` is mapped to ``+0.0`` first so that ReLU zeros of either sign are one tie.
+    ``-0.0`` and subnormals are mapped to ``+0.0`` first, so that ReLU zeros of either sign are
+    one tie and the key does not depend on whether a backend flushes subnormals.
     """
-    x = jnp.where(x == 0, jnp.float32(0), x.astype(jnp.float32))
+    x = x.astype(jnp.float32)
+    x = jnp.where(jnp.abs(x) < np.finfo(np.float32).tiny, jnp.float32(0), x)
     b = jax.lax.bitcast_convert_type(x, jnp.uint32)
     negative = (b >> 31) == 1
     return jnp.where(negative, ~b, b | jnp.uint32(0x80000000))
@@ -66,7 +69,7 @@ def float_key(x: jax.Array) -> jax.Array:
 def host_float_key(x: np.ndarray) -> np.ndarray:
     """:func:`float_key` in NumPy (host side)."""
     x = np.asarray(x, np.float32)
-    b = np.where(x == 0, np.float32(0), x).view(np.uint32)
+    b = np.where(np.abs(x) < np.finfo(np.float32).tiny, np.float32(0), x).view(np.uint32)
     return np.where((b >> 31) == 1, ~b, b | np.uint32(0x80000000)).astype(np.uint32)
 
 
