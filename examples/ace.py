@@ -24,11 +24,7 @@ from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
 ace_flags.define()
-flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")
-flags.DEFINE_string("segmenter", "demo", "'demo' or a gdjax segmenter checkpoint directory")
 flags.DEFINE_string("classname", "tree", "class to learn α for")
-flags.DEFINE_string("layer", "layer4", "generator layer")
-flags.DEFINE_string("dissect", "runs/demo_dissect/dissect.json", "dissect.json to read/extend")
 flags.DEFINE_string("outdir", "runs/demo_ace", "output directory")
 flags.DEFINE_integer("topn", 20, "units in the removal curves and the grid")
 

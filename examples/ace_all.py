@@ -26,10 +26,6 @@ from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
 ace_flags.define()
-flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")
-flags.DEFINE_string("segmenter", "demo", "'demo' or a gdjax segmenter checkpoint directory")
-flags.DEFINE_string("dissect", "runs/demo_dissect/dissect.json", "dissect.json to read/extend")
-flags.DEFINE_string("layer", "layer4", "generator layer")
 flags.DEFINE_list("classes", None, "classes to run (default: every eligible class)")
 flags.DEFINE_integer("min_units", 4, "interpretable units a class needs to be run")
 flags.DEFINE_string("outdir", "runs/demo_ace_all", "output directory")

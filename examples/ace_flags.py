@@ -1,4 +1,5 @@
-"""Flags shared by examples/ace.py and examples/ace_all.py: ACE training and evaluation sizes.
+"""Flags shared by examples/ace.py and examples/ace_all.py: the models, the layer, the
+dissection to extend, and the ACE training and evaluation sizes.
 
 Defaults are the demo world at a reduced size (the reference: search 10000, train 1000, eval 200).
 """
@@ -10,6 +11,10 @@ from gdjax import ace
 
 def define() -> None:
     """Define the shared flags (call once, at import of a script)."""
+    flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")
+    flags.DEFINE_string("segmenter", "demo", "'demo' or a gdjax segmenter checkpoint directory")
+    flags.DEFINE_string("layer", "layer4", "generator layer")
+    flags.DEFINE_string("dissect", "runs/demo_dissect/dissect.json", "dissect.json to read/extend")
     flags.DEFINE_integer("downsample", 1, "segmentation downsampling (the reference: 2 at 256 px)")
     flags.DEFINE_integer("search_size", 1000, "latents searched for present and candidate sets")
     flags.DEFINE_integer("train_size", 200, "training pairs")
