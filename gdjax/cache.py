@@ -78,6 +78,17 @@ def _sharded(fn: Callable, micro: int, devices: tuple) -> Callable:
     return jax.jit(mapped, in_shardings=NamedSharding(mesh, spec))
 
 
+def output_shapes(
+    fn: Callable, z_dim: int, batch_size: int = 32, micro: int = 8, devices=None
+) -> tuple:
+    """Shapes (``jax.ShapeDtypeStruct``) of one batch of :func:`collect`'s outputs:
+    ``(acts dict, labels[, images])``, known before anything runs; the trace is reused by
+    :func:`collect` with the same arguments."""
+    devices = tuple(jax.local_devices() if devices is None else devices)
+    run = _sharded(fn, micro, devices)
+    return run.eval_shape(jax.ShapeDtypeStruct((batch_size, z_dim), jnp.float32))
+
+
 def collect(
     directory: str,
     z: np.ndarray,
@@ -106,7 +117,7 @@ def collect(
     os.makedirs(directory, exist_ok=True)
     run = _sharded(fn, micro, tuple(devices))  # one compilation per model and layout
     # Traced once here; the trace is reused by the first call.
-    shapes = run.eval_shape(jax.ShapeDtypeStruct((batch_size, *z.shape[1:]), jnp.float32))
+    shapes = output_shapes(fn, z.shape[1], batch_size, micro, devices)
     acts_shape, labels_shape = shapes[:2]
     files = {k: (f"act_{k}.npy", (n, *s.shape[1:]), np.float32) for k, s in acts_shape.items()}
     files["__labels__"] = ("labels.npy", (n, *labels_shape.shape[1:]), np.int16)

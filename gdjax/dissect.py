@@ -22,6 +22,7 @@ resumes where it stopped and ends with the same bytes.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -89,6 +90,156 @@ def _nan_check(layer: str, acts: np.ndarray) -> None:
             raise ValueError(f"layer {layer!r}: NaN activations in image {start + int(bad[0])}")
 
 
+@functools.cache
+def _upsampler(grid: tuple[int, int]):
+    """One function object per grid, so jitted passes of equal shapes hit one compilation."""
+    return functools.partial(upsample, size=grid)
+
+
+@functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
+def _count(state, acts, labels, thresholds, label_category, transform):
+    return iou.counts_update(
+        state, acts, labels.astype(jnp.int32), thresholds, label_category, transform
+    )
+
+
+_topk = jax.jit(stats.topk_update)
+
+
+def _counts(c, layer, thresholds, label_category, num_categories, *, name, workdir,
+            batch_size, checkpoint_seconds):  # fmt: skip
+    """Threshold counts of ``layer`` over cache ``c``: one checkpointed pass."""
+    up = _upsampler(tuple(c.labels.shape[1:3]))
+    t = jnp.asarray(thresholds) if thresholds.shape[1] <= 4 else jax.tree.map(
+        jnp.asarray, iou.threshold_table(thresholds)
+    )  # fmt: skip
+    state = iou.counts_init(len(label_category), num_categories, c.acts[layer].shape[-1],
+                            thresholds.shape[1])  # fmt: skip
+    cat_of = jnp.asarray(label_category, jnp.int32)
+    return _counting_pass(
+        os.path.join(workdir, name), state,
+        lambda s, _, b: _count(s, b["a"], b["l"], t, cat_of, transform=up),
+        {"a": c.acts[layer], "l": c.labels}, batch_size, f"{layer} {name}", checkpoint_seconds,
+    )  # fmt: skip
+
+
+def _compile_passes(shapes, layers, num_labels, num_categories, batch_size, topk, threshold):
+    """Compiles every statistics pass of ``layers`` ahead (e.g. on a thread while the networks
+    run), from :func:`gdjax.cache.output_shapes`: quantiles, IQR counts, top-k, IoU counts."""
+    acts_shapes, labels = shapes[0], shapes[1]
+    labels = jax.ShapeDtypeStruct((batch_size, *labels.shape[1:]), labels.dtype)
+    up = _upsampler(tuple(labels.shape[1:3]))
+    cats = jax.ShapeDtypeStruct((num_labels,), jnp.int32)
+    for layer in layers:
+        acts = jax.ShapeDtypeStruct((batch_size, *acts_shapes[layer].shape[1:]), jnp.float32)
+        num_units = acts.shape[-1]
+        fractions = scores.iqr_fractions() if threshold == "iqr" else [threshold]
+        stats.compile_quantiles(acts, len(fractions), transform=up)
+        sizes = [1] if threshold != "iqr" else [len(fractions), 1]
+        for num in sizes:
+            state = jax.eval_shape(
+                functools.partial(iou.counts_init, num_labels, num_categories, num_units, num)
+            )
+            t = jax.ShapeDtypeStruct((num_units, num), jnp.float32)
+            if num > 4:
+                table = (num_units, num, 256)
+                t = iou.ThresholdTable(
+                    jax.ShapeDtypeStruct((num_units, 2**16), jnp.int32),
+                    jax.ShapeDtypeStruct(table, jnp.int32),
+                    jax.ShapeDtypeStruct(table, jnp.int32),
+                )
+            _count.lower(state, acts, labels, t, cats, transform=up).compile()
+        top = jax.eval_shape(functools.partial(stats.topk_init, topk, num_units))
+        index = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+        _topk.lower(top, acts, index).compile()
+
+
+def layer_levels(
+    layer: str,
+    c: cache.Cache,
+    label_category: np.ndarray,
+    num_categories: int,
+    *,
+    workdir: str,
+    threshold="iqr",
+    batch_size: int = 64,
+    label0_quirk: bool = False,
+    ties_quirk: bool = False,
+    checkpoint_seconds: float = 30.0,
+) -> dict:
+    """Each unit's level from cache ``c`` (the threshold set in IQR mode, else the main set):
+    ``{"levels": float32 [C]}``, plus in IQR mode the best-IQR label ``best`` and the search's
+    ``max_iqr*`` arrays."""
+    up = _upsampler(tuple(c.labels.shape[1:3]))
+    batch_size = even_batch(c.size, batch_size)
+
+    def quantiles(qs, name):
+        batches = lambda: (b["a"] for _, b in _batches({"a": c.acts[layer]}, batch_size, name))  # noqa: E731
+        return stats.exact_quantiles(batches, qs, transform=up)
+
+    if threshold != "iqr":
+        return {"levels": quantiles([1 - float(threshold)], f"{layer} quantile")[:, 0]}
+    taus = scores.monotone_thresholds(
+        quantiles(1 - scores.iqr_fractions(), f"{layer} threshold quantiles")
+    )
+    counts = _counts(c, layer, taus, label_category, num_categories, name="iqr_counts",
+                     workdir=workdir, batch_size=batch_size,
+                     checkpoint_seconds=checkpoint_seconds)  # fmt: skip
+    search = scores.iqr_search(counts, taus, label_category, ties_quirk=ties_quirk)
+    best, levels = scores.unit_levels(search, label0_quirk=label0_quirk, ties_quirk=ties_quirk)
+    out = {"levels": levels, "best": best}
+    for k in ("max_iqr", "max_iqr_level", "max_iqr_quantile", "max_iqr_iou"):
+        out[k] = getattr(search, k)
+    return out
+
+
+def layer_scores(
+    layer: str,
+    main: cache.Cache,
+    levels: dict,
+    label_category: np.ndarray,
+    num_categories: int,
+    *,
+    workdir: str,
+    iou_mode: str = "category",
+    topk: int = 8,
+    batch_size: int = 64,
+    ties_quirk: bool = False,
+    checkpoint_seconds: float = 30.0,
+) -> dict:
+    """Top-k images and IoU counts on the main set at the units' ``levels``
+    (:func:`layer_levels`): the layer's result, a dict of numpy arrays (``RESULT_FIELDS`` plus
+    any ``max_iqr*`` from ``levels``)."""
+    batch_size = even_batch(main.size, batch_size)
+    num_units = main.acts[layer].shape[-1]
+    top = stats.topk_init(topk, num_units)
+    for start, b in _batches({"a": main.acts[layer]}, batch_size, f"{layer} top-k"):
+        top = _topk(top, b["a"], jnp.arange(start, start + b["a"].shape[0], dtype=jnp.int32))
+
+    level = np.asarray(levels["levels"], np.float32)
+    final = _counts(main, layer, level[:, None], label_category, num_categories,
+                    name="iou_counts", workdir=workdir, batch_size=batch_size,
+                    checkpoint_seconds=checkpoint_seconds)  # fmt: skip
+    iou_, iqr_ = scores.iou_scores(final, label_category, denominators=iou_mode)
+    if iou_mode == "category":
+        lc = np.asarray(final.label_channels)
+        cc = np.asarray(final.cat_hist[..., 1])
+    else:
+        lc = np.asarray(final.label_pixels)
+        cc = np.broadcast_to(np.asarray(final.all_hist[:, 1]), (num_categories, num_units))
+    best = levels.get("best")
+    if best is None:
+        best = scores.label_units(iou_, iqr_, label_category, ties_quirk=ties_quirk).label
+    ic = np.asarray(final.label_hist[..., 1]).T.copy()
+    ic[0] = 0
+    extra = {k: v for k, v in levels.items() if k.startswith("max_iqr")}
+    return extra | {
+        "levels": level, "best": np.asarray(best),
+        "top_values": np.asarray(top.values), "top_indices": np.asarray(top.index),
+        "iou": iou_, "iqr": iqr_, "lc": lc, "cc": np.array(cc), "ic": ic,
+    }  # fmt: skip
+
+
 def dissect_layer(
     layer: str,
     main: cache.Cache,
@@ -105,73 +256,18 @@ def dissect_layer(
     ties_quirk: bool = False,
     checkpoint_seconds: float = 30.0,
 ) -> dict:
-    """Statistics of one layer from cached activations: a dict of numpy arrays
-    (``RESULT_FIELDS`` plus the ``max_iqr*`` search results in IQR mode)."""
-    grid = tuple(main.labels.shape[1:3])
-    num_labels = int(label_category.shape[0])
-    cat_of = jnp.asarray(label_category, jnp.int32)
-    up = lambda a: upsample(a, grid)  # noqa: E731
-    out: dict[str, np.ndarray] = {}
-    num_units = main.acts[layer].shape[-1]
-    batch_size = even_batch(main.size, batch_size)
-
-    def quantiles(c: cache.Cache, qs, name):
-        batches = lambda: (b["a"] for _, b in _batches({"a": c.acts[layer]}, batch_size, name))  # noqa: E731
-        return stats.exact_quantiles(batches, qs, transform=up)
-
-    @jax.jit
-    def count(state, acts, labels, thresholds):
-        return iou.counts_update(state, up(acts), labels.astype(jnp.int32), thresholds, cat_of)
-
-    def counts(c: cache.Cache, thresholds: np.ndarray, name: str):
-        num = thresholds.shape[1]
-        t = jnp.asarray(thresholds) if num <= 8 else jax.tree.map(
-            jnp.asarray, iou.threshold_table(thresholds)
-        )  # fmt: skip
-        state = iou.counts_init(num_labels, num_categories, num_units, num)
-        return _counting_pass(
-            os.path.join(workdir, name), state,
-            lambda s, _, b: count(s, b["a"], b["l"], t),
-            {"a": c.acts[layer], "l": c.labels}, batch_size, f"{layer} {name}", checkpoint_seconds,
-        )  # fmt: skip
-
-    best = None
-    if threshold == "iqr":
-        fractions = scores.iqr_fractions()
-        taus = quantiles(train, 1 - fractions, f"{layer} threshold quantiles")
-        taus = scores.monotone_thresholds(taus)
-        search = scores.iqr_search(counts(train, taus, "iqr_counts"), taus, label_category,
-                                   ties_quirk=ties_quirk)  # fmt: skip
-        best, levels = scores.unit_levels(search, label0_quirk=label0_quirk, ties_quirk=ties_quirk)
-        for k in ("max_iqr", "max_iqr_level", "max_iqr_quantile", "max_iqr_iou"):
-            out[k] = getattr(search, k)
-    else:
-        levels = quantiles(main, [1 - float(threshold)], f"{layer} quantile")[:, 0]
-
-    top = stats.topk_init(topk, num_units)
-    topk_update = jax.jit(stats.topk_update)
-    for start, b in _batches({"a": main.acts[layer]}, batch_size, f"{layer} top-k"):
-        index = jnp.arange(start, start + b["a"].shape[0], dtype=jnp.int32)
-        top = topk_update(top, b["a"], index)
-
-    final = counts(main, levels[:, None], "iou_counts")
-    iou_, iqr_ = scores.iou_scores(final, label_category, denominators=iou_mode)
-    if iou_mode == "category":
-        lc = np.asarray(final.label_channels)
-        cc = np.asarray(final.cat_hist[..., 1])
-    else:
-        lc = np.asarray(final.label_pixels)
-        cc = np.broadcast_to(np.asarray(final.all_hist[:, 1]), (num_categories, num_units))
-    if best is None:
-        best = scores.label_units(iou_, iqr_, label_category, ties_quirk=ties_quirk).label
-    ic = np.asarray(final.label_hist[..., 1]).T.copy()
-    ic[0] = 0
-    out |= {
-        "levels": np.asarray(levels, np.float32), "best": np.asarray(best),
-        "top_values": np.asarray(top.values), "top_indices": np.asarray(top.index),
-        "iou": iou_, "iqr": iqr_, "lc": lc, "cc": np.array(cc), "ic": ic,
-    }  # fmt: skip
-    return out
+    """Statistics of one layer from cached activations: :func:`layer_levels` on ``train`` (IQR
+    mode) or ``main``, then :func:`layer_scores` on ``main``."""
+    common = dict(workdir=workdir, batch_size=batch_size, checkpoint_seconds=checkpoint_seconds,
+                  ties_quirk=ties_quirk)  # fmt: skip
+    levels = layer_levels(
+        layer, train if threshold == "iqr" else main, label_category, num_categories,
+        threshold=threshold, label0_quirk=label0_quirk, **common,
+    )  # fmt: skip
+    return layer_scores(
+        layer, main, levels, label_category, num_categories, iou_mode=iou_mode, topk=topk,
+        **common,
+    )  # fmt: skip
 
 
 def dissect(
@@ -220,32 +316,56 @@ def dissect(
     checkpoint.check_settings(outdir, settings, "run")
     fn = cache.model_fn(module, params, segmenter, layers, downsample, images=True)
     zdim = module.sizes[0]
-    z_main = proggan.sample_z(samples, seed, zdim)
-    main = cache.collect(os.path.join(outdir, "cache", "main"), z_main, fn, batch_size, micro,
-                         desc=f"generate+segment seed {seed}")  # fmt: skip
-    train = None
-    if threshold == "iqr":
-        z_train = proggan.sample_z(samples, train_seed, zdim)
-        train = cache.collect(os.path.join(outdir, "cache", "train"), z_train, fn, batch_size,
-                              micro, desc=f"generate+segment seed {train_seed}")  # fmt: skip
     labels, categories = list(segmenter.labels), list(segmenter.categories)
     label_category = np.array([categories.index(c) if c in categories else 0 for _, c in labels])
     label_category[0] = 0
+    common = dict(batch_size=64, ties_quirk=ties_quirk)
+    paths = {layer: os.path.join(outdir, layer, "result.npz") for layer in layers}
+    todo = [layer for layer in layers if not os.path.exists(paths[layer])]
+
+    def levels_of(c: cache.Cache) -> dict:
+        out = {}
+        for layer in todo:
+            _nan_check(layer, c.acts[layer])
+            out[layer] = layer_levels(
+                layer, c, label_category, len(categories), threshold=threshold,
+                workdir=os.path.join(outdir, layer, "passes"), label0_quirk=label0_quirk,
+                **common,
+            )  # fmt: skip
+        return out
+
+    def cache_of(seed_: int, name: str) -> cache.Cache:
+        return cache.collect(
+            os.path.join(outdir, "cache", name), proggan.sample_z(samples, seed_, zdim), fn,
+            batch_size, micro, desc=f"generate+segment seed {seed_}",
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The statistics passes compile on a thread while the networks run (they leave cores
+        # idle); then the threshold set's passes run there while the networks make the main set.
+        shapes = cache.output_shapes(fn, zdim, batch_size, micro)
+        pool.submit(_compile_passes, shapes, todo, len(labels), len(categories),
+                    even_batch(samples, common["batch_size"]), topk, threshold)  # fmt: skip
+        if threshold == "iqr":
+            train = cache_of(train_seed, "train")
+            pending = pool.submit(levels_of, train)
+            main = cache_of(seed, "main")
+            levels = pending.result()
+        else:
+            main = cache_of(seed, "main")
+            levels = levels_of(main)
 
     records, strips = [], {}
     for layer in layers:
         _nan_check(layer, main.acts[layer])
-        if train is not None:
-            _nan_check(layer, train.acts[layer])
-        path = os.path.join(outdir, layer, "result.npz")
+        path = paths[layer]
         if os.path.exists(path):
             with np.load(path) as f:
                 result = dict(f)
         else:
-            result = dissect_layer(
-                layer, main, train, label_category, len(categories),
-                workdir=os.path.join(outdir, layer, "passes"), threshold=threshold,
-                iou_mode=iou_mode, topk=topk, label0_quirk=label0_quirk, ties_quirk=ties_quirk,
+            result = layer_scores(
+                layer, main, levels[layer], label_category, len(categories), iou_mode=iou_mode,
+                topk=topk, workdir=os.path.join(outdir, layer, "passes"), **common,
             )  # fmt: skip
             os.makedirs(os.path.dirname(path), exist_ok=True)
             np.savez(path + ".tmp.npz", **result)

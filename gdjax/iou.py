@@ -25,13 +25,14 @@ sharding (``psum`` the states). Overflow: every count is at most ``K * pixels`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax.stats import float_key, host_float_key
+from gdjax.stats import float_key, host_float_key, unit_slices, unit_values
 
 __all__ = ["ThresholdCounts", "ThresholdTable", "counts_init", "counts_update", "threshold_table"]
 
@@ -63,20 +64,21 @@ class ThresholdCounts(NamedTuple):
 
 
 class ThresholdTable(NamedTuple):
-    """Many thresholds per unit prepared for lookup (:func:`threshold_table`).
+    """Many thresholds per unit prepared for lookup (:func:`threshold_table`): a three-level
+    radix table on the value's 32-bit order key (16 + 8 + 8 bits).
 
-    lo: int32 ``[C, 2**16]``, per top-16-bit key bin, the number of distinct threshold keys
-      below the bin.
-    keys: uint32 ``[C, D + W]``, each unit's distinct threshold keys ascending (``D <= T`` the
-      most of any unit), padded with ``0xFFFFFFFF``; ``W = 2**m - 1`` covers the most distinct
-      keys sharing one bin, searched with ``m`` probes per value.
-    below: int32 ``[C, D + 1]``, ``below[u, i]``: thresholds whose key is below ``keys[u, i]``
-      (``T`` past the unit's last distinct key).
+    Every entry is either a final count ``k >= 0`` (thresholds strictly below any value whose
+    key has that prefix) or ``-(b + 1)``: the prefix is shared with a threshold, look in block
+    ``b`` of the next level with the next 8 bits.
+
+    top: int32 ``[C, 2**16]``, indexed by the key's top 16 bits.
+    mid: int32 ``[C, T, 256]``, blocks for 16-bit prefixes holding a threshold.
+    low: int32 ``[C, T, 256]``, blocks for 24-bit prefixes holding a threshold (all final).
     """
 
-    lo: jax.Array
-    keys: jax.Array
-    below: jax.Array
+    top: jax.Array
+    mid: jax.Array
+    low: jax.Array
 
 
 def counts_init(
@@ -100,24 +102,37 @@ def counts_init(
 
 def threshold_table(thresholds: np.ndarray) -> ThresholdTable:
     """Host-side preparation of ``thresholds`` (float32 ``[C, T]``, any order) for
-    :func:`counts_update`: a value's exceeded count becomes one table lookup and a binary search
-    among the few distinct thresholds sharing its 16-bit key bin, instead of a search over
-    ``T``."""
-    keys = np.sort(host_float_key(thresholds), axis=1)  # [C, T]
+    :func:`counts_update`: a value's exceeded count becomes three table lookups (no search)."""
+    keys = np.sort(host_float_key(thresholds), axis=1).astype(np.int64)  # [C, T]
     num_units, num = keys.shape
-    distinct = [np.unique(k) for k in keys]
-    bins = [np.bincount((d >> 16).astype(np.int64), minlength=2**16) for d in distinct]
-    most = max(1, max(int(b.max()) for b in bins))
-    window = 2 ** (most + 1).bit_length() - 1  # a binary search of log2(window + 1) probes
-    size = max(d.size for d in distinct)
-    padded = np.full((num_units, size + window), 0xFFFFFFFF, np.uint32)
-    below = np.full((num_units, size + 1), num, np.int32)
-    lo = np.empty((num_units, 2**16), np.int32)
-    for u, (d, b) in enumerate(zip(distinct, bins, strict=True)):
-        padded[u, : d.size] = d
-        below[u, : d.size] = np.searchsorted(keys[u], d, side="left")
-        lo[u, 0], lo[u, 1:] = 0, np.cumsum(b)[:-1]
-    return ThresholdTable(lo, padded, below)
+    top = np.empty((num_units, 2**16), np.int32)
+    mid = np.zeros((num_units, num, 256), np.int32)
+    low = np.zeros((num_units, num, 256), np.int32)
+    digits = np.arange(256, dtype=np.int64)
+    for u, k in enumerate(keys):
+        below = lambda q, k=k: np.searchsorted(k, q, side="left")  # noqa: E731
+        top[u] = below(np.arange(2**16, dtype=np.int64) << 16)
+        p16 = np.unique(k >> 16)
+        top[u, p16] = -1 - np.arange(p16.size)
+        mid[u, : p16.size] = below((p16[:, None] << 16) | (digits << 8))
+        p24 = np.unique(k >> 8)
+        mid[u, np.searchsorted(p16, p24 >> 8), p24 & 255] = -1 - np.arange(p24.size)
+        low[u, : p24.size] = below((p24[:, None] << 8) | digits)
+    return ThresholdTable(top, mid, low)
+
+
+def _unit_exceeded(values: jax.Array, thresholds) -> jax.Array:
+    """Thresholds of one unit each value strictly exceeds: int32 ``[P]``. ``values`` float32
+    ``[P]``; ``thresholds`` float32 ``[T]`` or one unit's rows of a :class:`ThresholdTable`."""
+    if not isinstance(thresholds, ThresholdTable):
+        return jnp.sum(values[:, None] > thresholds[None, :], axis=-1, dtype=jnp.int32)
+    key = float_key(values)
+    entry = jnp.take(thresholds.top, (key >> 16).astype(jnp.int32), mode="clip")
+    for table, shift in ((thresholds.mid, 8), (thresholds.low, 0)):
+        digit = ((key >> shift) & jnp.uint32(255)).astype(jnp.int32)
+        block = jnp.maximum(-1 - entry, 0)
+        entry = jnp.where(entry < 0, table.at[block, digit].get(mode="clip"), entry)
+    return entry
 
 
 def exceeded(acts: jax.Array, thresholds) -> jax.Array:
@@ -126,73 +141,7 @@ def exceeded(acts: jax.Array, thresholds) -> jax.Array:
     ``acts`` float32 ``[P, C]``; ``thresholds``: float32 ``[C, T]`` (direct comparisons, for a
     few thresholds; the final pass has one) or a :class:`ThresholdTable`.
     """
-    if not isinstance(thresholds, ThresholdTable):
-        return jnp.sum(acts.T[:, :, None] > thresholds[:, None, :], axis=-1, dtype=jnp.int32)
-    key = float_key(acts).T  # [C, P]
-    units = jnp.arange(key.shape[0], dtype=jnp.int32)[:, None]
-    window = thresholds.keys.shape[1] - (thresholds.below.shape[1] - 1)
-    base = thresholds.lo[units, (key >> 16).astype(jnp.int32)]
-    # Binary search among the (sorted, padded) keys of the value's bin.
-    index = base
-    for probe in reversed(range((window + 1).bit_length() - 1)):
-        step = 1 << probe
-        index = index + jnp.where(thresholds.keys[units, index + step - 1] < key, step, 0)
-    return thresholds.below[units, index]
-
-
-def _add_image(
-    state: ThresholdCounts,
-    acts: jax.Array,
-    seg: jax.Array,
-    thresholds,
-    label_category: jax.Array,
-) -> ThresholdCounts:
-    """Adds one image: ``acts`` float32 ``[H, W, C]``, ``seg`` int32 ``[H, W, K]``."""
-    num_units, num_labels, bins = state.label_hist.shape
-    num_cats = state.cat_pixels.shape[0]
-    height, width, channels = seg.shape
-    pixels = height * width
-    k = exceeded(acts.reshape(pixels, num_units), thresholds)  # [C, P]
-    seg = seg.reshape(pixels, channels)
-    in_range = (seg >= 0) & (seg < num_labels)
-    seg = jnp.where(in_range, seg, 0)
-    # A pixel counts once for a label however many channels carry it.
-    first = in_range
-    for ch in range(1, channels):
-        dup = jnp.any((seg[:, :ch] == seg[:, ch : ch + 1]) & in_range[:, :ch], axis=1)
-        first = first.at[:, ch].set(in_range[:, ch] & ~dup)
-
-    units = jnp.arange(num_units, dtype=jnp.int32)[:, None]
-    unit_bin = units * (num_labels * bins) + k  # [C, P]
-    label_hist = state.label_hist.reshape(-1)
-    for ch in range(channels):
-        # Scatter channel by channel, unit by unit: one unit's counters stay in cache.
-        flat = unit_bin + seg[None, :, ch] * bins
-        flat = jnp.where(first[None, :, ch], flat, label_hist.size)
-        label_hist = label_hist.at[flat.reshape(-1)].add(1, mode="drop")
-
-    if bins == 2:  # one threshold: a sum, no scatter
-        above = jnp.sum(k, axis=1, dtype=jnp.int32)
-        hist = jnp.stack([pixels - above, above], axis=1)
-    else:
-        hist = jnp.zeros(num_units * bins, jnp.int32).at[(units * bins + k).reshape(-1)].add(1)
-        hist = hist.reshape(num_units, bins)
-    flat_seg = seg.reshape(-1)
-    cats = label_category[flat_seg]
-    present = jnp.zeros(num_cats, jnp.int32).at[cats].add(in_range.reshape(-1).astype(jnp.int32))
-    present = present > 0
-    cat_add = jnp.where(present[:, None, None], hist[None, :, :], 0)
-    return ThresholdCounts(
-        label_hist=label_hist.reshape(state.label_hist.shape),
-        cat_hist=state.cat_hist + cat_add,
-        all_hist=state.all_hist + hist,
-        label_channels=state.label_channels.at[flat_seg].add(
-            in_range.reshape(-1).astype(jnp.int32)
-        ),
-        label_pixels=state.label_pixels.at[flat_seg].add(first.reshape(-1).astype(jnp.int32)),
-        cat_pixels=state.cat_pixels + present.astype(jnp.int32) * pixels,
-        num_pixels=state.num_pixels + pixels,
-    )
+    return jax.vmap(_unit_exceeded)(acts.T, thresholds)
 
 
 def counts_update(
@@ -201,23 +150,80 @@ def counts_update(
     seg: jax.Array,
     thresholds: jax.Array | ThresholdTable,
     label_category: jax.Array,
+    transform: Callable[[jax.Array], jax.Array] | None = None,
 ) -> ThresholdCounts:
     """Adds a batch.
 
-    acts: float32 ``[B, H, W, C]``, activations already upsampled to the segmentation grid
-      (:func:`gdjax.upsample.upsample`).
+    acts: float32 ``[B, H, W, C]``, activations upsampled to the segmentation grid; or raw
+      ``[B, h, w, C]`` with ``transform`` the upsampling of one unit's ``[B, h, w, 1]``
+      (:func:`gdjax.stats.unit_values`), so only one unit is ever upsampled at a time.
     seg: int32 ``[B, H, W, K]``, label per pixel and channel (0 = none), labels in ``[0, L)``.
     thresholds: float32 ``[C, T]``, non-increasing along ``T`` (``[C, 1]`` levels for the
       final IoU), or for many thresholds their :func:`threshold_table` (same counts, faster).
     label_category: int32 ``[L]``, category of each label in ``[0, G)`` (label 0 and labels of
       unknown category: category 0, as the reference).
 
-    Images are folded in one at a time with ``lax.scan`` rather than ``vmap``: a per-image
-    partial ``label_hist`` would cost ``B`` times its (possibly 350 MB) size.
+    Units are counted one after another in a loop, each into its own contiguous counters.
     """
+    num_units, num_labels, bins = state.label_hist.shape
+    num_cats = state.cat_pixels.shape[0]
+    batch, height, width, channels = seg.shape
+    pixels = height * width
+    seg = seg.reshape(batch * pixels, channels)
+    in_range = (seg >= 0) & (seg < num_labels)
+    seg = jnp.where(in_range, seg, 0)
+    # A pixel counts once for a label however many channels carry it.
+    first = in_range
+    for ch in range(1, channels):
+        dup = jnp.any((seg[:, :ch] == seg[:, ch : ch + 1]) & in_range[:, :ch], axis=1)
+        first = first.at[:, ch].set(in_range[:, ch] & ~dup)
+    # Label bins of every (pixel, channel); pixels not counted for a channel go past the end.
+    label_bin = jnp.where(first, seg * bins, num_labels * bins)  # [P, K]
+    # Categories present in each image (any label in any channel, label 0 included).
+    cats = label_category[seg].reshape(batch, pixels * channels)
+    present = jax.vmap(
+        lambda c, m: jnp.zeros(num_cats, jnp.int32).at[c].add(m.astype(jnp.int32)) > 0
+    )(cats, in_range.reshape(batch, pixels * channels))  # [B, G]
+    image_bin = jnp.repeat(jnp.arange(batch, dtype=jnp.int32) * bins, pixels)  # [P]
+    slices = unit_slices(acts)
 
-    def step(carry, image):
-        return _add_image(carry, image[0], image[1], thresholds, label_category), None
+    def one_unit(u, carry):
+        label_hist, cat_hist, all_hist = carry
+        unit_t = jax.tree.map(
+            lambda a: jax.lax.dynamic_index_in_dim(a, u, keepdims=False), thresholds
+        )
+        k = _unit_exceeded(unit_values(slices, u, transform), unit_t)  # [P]
+        row = jax.lax.dynamic_index_in_dim(label_hist, u, keepdims=False).reshape(-1)
+        for ch in range(channels):
+            row = row.at[label_bin[:, ch] + k].add(1, mode="drop")
+        label_hist = jax.lax.dynamic_update_index_in_dim(
+            label_hist, row.reshape(num_labels, bins), u, 0
+        )
+        if bins == 2:  # one threshold: a sum per image, no scatter
+            above = jnp.sum(k.reshape(batch, pixels), axis=1, dtype=jnp.int32)
+            hist = jnp.stack([pixels - above, above], axis=1)  # [B, 2]
+        else:
+            hist = jnp.zeros(batch * bins, jnp.int32).at[image_bin + k].add(1)
+            hist = hist.reshape(batch, bins)
+        cat_add = jnp.sum(jnp.where(present[:, :, None], hist[:, None, :], 0), axis=0)
+        cat_hist = jax.lax.dynamic_update_index_in_dim(
+            cat_hist, jax.lax.dynamic_index_in_dim(cat_hist, u, 1, False) + cat_add, u, 1
+        )
+        all_hist = all_hist.at[u].add(jnp.sum(hist, axis=0))
+        return label_hist, cat_hist, all_hist
 
-    state, _ = jax.lax.scan(step, state, (acts, seg))
-    return state
+    label_hist, cat_hist, all_hist = jax.lax.fori_loop(
+        0, num_units, one_unit, (state.label_hist, state.cat_hist, state.all_hist)
+    )
+    flat_seg = seg.reshape(-1)
+    return ThresholdCounts(
+        label_hist=label_hist,
+        cat_hist=cat_hist,
+        all_hist=all_hist,
+        label_channels=state.label_channels.at[flat_seg].add(
+            in_range.reshape(-1).astype(jnp.int32)
+        ),
+        label_pixels=state.label_pixels.at[flat_seg].add(first.reshape(-1).astype(jnp.int32)),
+        cat_pixels=state.cat_pixels + jnp.sum(present, axis=0, dtype=jnp.int32) * pixels,
+        num_pixels=state.num_pixels + batch * pixels,
+    )

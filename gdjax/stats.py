@@ -24,6 +24,7 @@ count as ``0.0``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -35,11 +36,13 @@ __all__ = [
     "QuantilePass",
     "QuantileSearch",
     "TopK",
+    "compile_quantiles",
     "exact_quantiles",
     "float_key",
     "host_float_key",
     "key_to_float",
     "lookup_tables",
+    "pass_shapes",
     "quantile_finalize",
     "quantile_init",
     "quantile_refine",
@@ -48,6 +51,8 @@ __all__ = [
     "topk_init",
     "topk_merge",
     "topk_update",
+    "unit_slices",
+    "unit_values",
 ]
 
 DEFAULT_BITS = (16, 8, 8)
@@ -162,34 +167,68 @@ def lookup_tables(search: QuantileSearch) -> tuple[np.ndarray, ...]:
     return tuple(tables)
 
 
+def unit_slices(values: jax.Array) -> jax.Array:
+    """``[..., C]`` -> ``[C, ...]``: the layout per-unit loops index by unit."""
+    return jnp.moveaxis(values, -1, 0)
+
+
+def unit_values(
+    slices: jax.Array, unit: jax.Array, transform: Callable[[jax.Array], jax.Array] | None = None
+) -> jax.Array:
+    """Flat float32 values of one unit (``unit`` may be traced) from :func:`unit_slices`.
+
+    ``transform`` maps a one-unit batch ``[..., 1]`` to its values ``[..., 1]`` (it must treat
+    units independently, as upsampling does), so only one unit's values exist at a time.
+    """
+    x = jax.lax.dynamic_index_in_dim(slices, unit, keepdims=False)
+    if transform is not None:
+        x = transform(x[..., None])[..., 0]
+    return x.reshape(-1).astype(jnp.float32)
+
+
 def quantile_update(
-    state: QuantilePass, values: jax.Array, tables: tuple[jax.Array, ...] = ()
+    state: QuantilePass,
+    values: jax.Array,
+    tables: tuple[jax.Array, ...] = (),
+    transform: Callable[[jax.Array], jax.Array] | None = None,
 ) -> QuantilePass:
     """Adds ``values`` (float32 ``[..., C]``, any leading shape) to a pass's histogram.
 
-    ``tables``: :func:`lookup_tables` of the search so far (``()`` in pass 0). Bit positions
-    follow from the shapes, so passes of equal shapes share one compilation. Values are
-    scattered unit by unit (each unit's histogram row stays in cache).
+    ``tables``: :func:`lookup_tables` of the search so far (``()`` in pass 0). ``transform``
+    (optional): see :func:`unit_values`, e.g. upsampling raw activations. Bit positions follow
+    from the shapes, so passes of equal shapes share one compilation. Units are done one after
+    another in a loop: one unit's values, table rows and histogram row stay in cache, which on
+    CPU is several times faster than one scatter over all units.
     """
     num_units, num_groups, num_bins = state.hist.shape
     bits = num_bins.bit_length() - 1
-    key = float_key(values.reshape(-1, num_units)).T  # [C, P]
-    units = jnp.arange(num_units, dtype=jnp.int32)[:, None]
-    shift = 32
-    group = jnp.zeros(key.shape, jnp.int32)
-    for level, table in enumerate(tables):
-        width = table.shape[-1].bit_length() - 1
-        shift -= width
-        digit = ((key >> shift) & jnp.uint32(2**width - 1)).astype(jnp.int32)
-        if level == 0:
-            group = table[units, digit]
-        else:
-            group = jnp.where(group >= 0, table[units, jnp.maximum(group, 0), digit], -1)
-    digit = ((key >> (shift - bits)) & jnp.uint32(num_bins - 1)).astype(jnp.int32)
-    flat = (units * num_groups + group) * num_bins + digit
-    flat = jnp.where(group >= 0, flat, state.hist.size)
-    hist = state.hist.reshape(-1).at[flat.reshape(-1)].add(1, mode="drop")
-    return QuantilePass(hist.reshape(state.hist.shape), state.count + key.shape[1])
+    slices = unit_slices(values)
+
+    def one_unit(u, hist):
+        key = float_key(unit_values(slices, u, transform))
+        shift = 32
+        group = None
+        for table in tables:
+            width = table.shape[-1].bit_length() - 1
+            shift -= width
+            digit = ((key >> shift) & jnp.uint32(2**width - 1)).astype(jnp.int32)
+            row = jax.lax.dynamic_index_in_dim(table, u, keepdims=False)
+            if group is None:
+                group = row[digit]
+            else:
+                group = jnp.where(group >= 0, row[jnp.maximum(group, 0), digit], -1)
+        digit = ((key >> (shift - bits)) & jnp.uint32(num_bins - 1)).astype(jnp.int32)
+        if group is not None:  # values no wanted statistic shares a prefix with are dropped
+            digit = jnp.where(group >= 0, group * num_bins + digit, num_groups * num_bins)
+        row = jax.lax.dynamic_index_in_dim(hist, u, keepdims=False).reshape(-1)
+        row = row.at[digit].add(1, mode="drop").reshape(num_groups, num_bins)
+        return jax.lax.dynamic_update_index_in_dim(hist, row, u, 0)
+
+    hist = jax.lax.fori_loop(0, num_units, one_unit, state.hist)
+    per_unit = int(np.prod(values.shape[:-1]))
+    if transform is not None:
+        per_unit = int(np.prod(jax.eval_shape(transform, slices[0][..., None]).shape[:-1]))
+    return QuantilePass(hist, state.count + per_unit)
 
 
 def hazen_positions(n: int, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,7 +295,41 @@ def quantile_finalize(search: QuantileSearch, qs: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-_update_jit = jax.jit(quantile_update, donate_argnums=0)
+@functools.lru_cache(maxsize=16)
+def _update_for(transform: Callable | None):
+    """The jitted pass update for ``transform`` (one object per transform: a cache hit for
+    every later pass of equal shapes)."""
+    return jax.jit(lambda s, x, tables: quantile_update(s, x, tables, transform), donate_argnums=0)
+
+
+def pass_shapes(num_units: int, num_quantiles: int, bits=DEFAULT_BITS) -> list:
+    """Per radix pass, ``(state, tables)`` as ``jax.ShapeDtypeStruct`` pytrees."""
+    ranks = 2 * num_quantiles
+    out, tables = [], ()
+    for i, b in enumerate(bits):
+        groups = 1 if i == 0 else ranks
+        state = QuantilePass(
+            jax.ShapeDtypeStruct((num_units, groups, 2**b), jnp.int32),
+            jax.ShapeDtypeStruct((), jnp.int32),
+        )
+        out.append((state, tables))
+        shape = (num_units, 2**b) if i == 0 else (num_units, ranks, 2**b)
+        tables = (*tables, jax.ShapeDtypeStruct(shape, jnp.int32))
+    return out
+
+
+def compile_quantiles(
+    batch: jax.ShapeDtypeStruct,
+    num_quantiles: int,
+    *,
+    bits: tuple[int, ...] = DEFAULT_BITS,
+    transform: Callable[[jax.Array], jax.Array] | None = None,
+) -> None:
+    """Compiles :func:`exact_quantiles`' passes for batches shaped ``batch`` ahead of time
+    (e.g. on a thread while the data are still being made)."""
+    update = _update_for(transform)
+    for state, tables in pass_shapes(batch.shape[-1], num_quantiles, bits):
+        update.lower(state, batch, tables).compile()
 
 
 def exact_quantiles(
@@ -270,24 +343,21 @@ def exact_quantiles(
 
     ``batches_fn()`` must yield the same batches (float32 ``[..., C]``, shapes may vary)
     every time it is called; it is called ``len(bits)`` times (``sum(bits)`` must be 32).
-    ``transform`` (optional, traced into the jitted update) maps a yielded batch to values.
+    ``transform`` (optional, traced into the jitted update) maps one unit's slice ``[..., 1]``
+    of a yielded batch to its values (:func:`unit_values`).
     Equals ``np.quantile(all_values.reshape(-1, C), qs, axis=0, method='hazen').T``.
     """
     if sum(bits) != 32:
         raise ValueError(f"bits {bits} must sum to 32")
     qs = np.atleast_1d(np.asarray(qs, np.float64))
-    update = _update_jit
-    if transform is not None:
-        update = jax.jit(
-            lambda s, x, tables: quantile_update(s, transform(x), tables), donate_argnums=0
-        )
+    update = _update_for(transform)
     search = None
     for b in bits:
         state = None
         tables = () if search is None else tuple(jnp.asarray(t) for t in lookup_tables(search))
         for batch in batches_fn():
             if state is None:
-                num_units = jax.eval_shape(transform or (lambda x: x), batch).shape[-1]
+                num_units = batch.shape[-1]
                 groups = 1 if search is None else search.ranks.size
                 state = quantile_init(num_units, groups, b)
             state = update(state, batch, tables)
