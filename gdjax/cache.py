@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -78,6 +79,32 @@ def _sharded(fn: Callable, micro: int, devices: tuple) -> Callable:
     return jax.jit(mapped, in_shardings=NamedSharding(mesh, spec))
 
 
+class Watch:
+    """How far :func:`collect` has got, for a reader on another thread that processes images
+    as soon as they are written (:meth:`wait`)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._cache: Cache | None = None
+        self._done = 0
+        self._failed = False
+
+    def _publish(self, cache: Cache | None, done: int, failed: bool = False) -> None:
+        with self._cond:
+            self._cache = cache or self._cache
+            self._done = done
+            self._failed = failed
+            self._cond.notify_all()
+
+    def wait(self, count: int) -> Cache:
+        """Blocks until the first ``count`` images are on disk; returns the (filling) cache."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._failed or (self._cache and self._done >= count))
+            if self._failed:
+                raise RuntimeError("the cache being watched stopped before it was complete")
+            return self._cache
+
+
 def output_shapes(
     fn: Callable, z_dim: int, batch_size: int = 32, micro: int = 8, devices=None
 ) -> tuple:
@@ -97,14 +124,25 @@ def collect(
     micro: int = 8,
     devices=None,
     desc: str = "generating",
+    watch: Watch | None = None,
 ) -> Cache:
     """Fill (or resume filling) the cache in ``directory`` for latents ``z [N, Z]``.
 
     ``fn`` maps a micro-batch of latents to ``(acts dict, labels)`` (see :func:`model_fn`).
     ``batch_size`` images are computed per step, spread over ``devices`` (default: all local
     devices); it must be a multiple of ``micro * len(devices)``. The last batch is padded
-    with repeated latents whose results are dropped.
+    with repeated latents whose results are dropped. ``watch`` (optional) is told of every
+    finished batch.
     """
+    watch = watch or Watch()
+    try:
+        return _collect(directory, z, fn, batch_size, micro, devices, desc, watch)
+    except BaseException:
+        watch._publish(None, 0, failed=True)  # readers on other threads stop waiting
+        raise
+
+
+def _collect(directory, z, fn, batch_size, micro, devices, desc, watch) -> Cache:
     devices = list(jax.local_devices() if devices is None else devices)
     n = int(z.shape[0])
     if batch_size % (micro * len(devices)):
@@ -133,23 +171,26 @@ def collect(
     for key, (name, shape, _) in files.items():
         if maps[key].shape != shape:
             raise ValueError(f"{directory}/{name} has shape {maps[key].shape}, expected {shape}")
+    labels = maps.pop("__labels__")
+    images = maps.pop("__images__", None)
+    result = Cache(maps, labels, images)
+    all_maps = [*maps.values(), labels] + ([] if images is None else [images])
+    watch._publish(result, done)
     starts = range(done, n, batch_size)
-    for start in progress.bar(
-        starts, desc, total=len(range(0, n, batch_size)) - done // batch_size
-    ):
+    for start in progress.bar(starts, desc, total=len(starts)):
         idx = np.minimum(np.arange(start, start + batch_size), n - 1)
-        acts, labels, *images = jax.device_get(run(jnp.asarray(z[idx])))
+        acts, batch_labels, *batch_images = jax.device_get(run(jnp.asarray(z[idx])))
         stop = min(start + batch_size, n)
         for k, a in acts.items():
             maps[k][start:stop] = a[: stop - start]
-        maps["__labels__"][start:stop] = labels[: stop - start]
-        if images:
-            maps["__images__"][start:stop] = images[0][: stop - start]
-        for m in maps.values():
+        labels[start:stop] = batch_labels[: stop - start]
+        if batch_images:
+            images[start:stop] = batch_images[0][: stop - start]
+        for m in all_maps:
             m.flush()
         _write_progress(directory, stop, n, batch_size)
-    labels = maps.pop("__labels__")
-    return Cache(maps, labels, maps.pop("__images__", None))
+        watch._publish(result, stop)
+    return result
 
 
 def open_cache(directory: str, layers: Sequence[str]) -> Cache:

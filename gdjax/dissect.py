@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,14 +40,16 @@ from gdjax.upsample import upsample
 RESULT_FIELDS = ("levels", "best", "top_values", "top_indices", "iou", "iqr", "lc", "cc", "ic")
 
 
-def _batches(arrays: dict, batch_size: int, desc: str):
+def _batches(arrays: dict, batch_size: int, desc: str, start_at: int = 0, ready=None):
+    """``(start, {name: batch})`` from ``start_at`` on; ``ready(stop)`` (optional) blocks
+    until the rows before ``stop`` exist (arrays still being written on another thread)."""
     n = next(iter(arrays.values())).shape[0]
-    starts = range(0, n, batch_size)
+    starts = range(start_at, n, batch_size)
     for start in progress.bar(starts, desc):
-        yield (
-            start,
-            {k: jnp.asarray(np.array(v[start : start + batch_size])) for k, v in arrays.items()},
-        )
+        stop = min(start + batch_size, n)
+        if ready is not None:
+            ready(stop)
+        yield start, {k: jnp.asarray(np.array(v[start:stop])) for k, v in arrays.items()}
 
 
 def even_batch(n: int, target: int) -> int:
@@ -58,26 +61,33 @@ def even_batch(n: int, target: int) -> int:
     return target
 
 
-def _counting_pass(directory, state, update, arrays, batch_size, desc, every):
+def _named_leaves(state) -> dict:
+    """``{"field__subfield": leaf}`` of a pytree of NamedTuples, as orbax saves it."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    return {"__".join(str(getattr(k, "name", k)) for k in path): leaf for path, leaf in flat}
+
+
+def _counting_pass(directory, state, update, arrays, batch_size, desc, every, ready=None):
     """Fold ``update(state, start, batch)`` over ``arrays``, saving the state with orbax after
-    a batch once ``every`` seconds have passed since the last save (0: after every batch)."""
+    a batch once ``every`` seconds have passed since the last save (0: after every batch).
+    ``ready``: see :func:`_batches`."""
     import orbax.checkpoint as ocp
 
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
     with ocp.CheckpointManager(os.path.abspath(directory), options=options) as mngr:
         done = mngr.latest_step() or 0
         if done:
-            target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state._asdict())
-            state = type(state)(**mngr.restore(done, args=ocp.args.StandardRestore(target)))
+            names = _named_leaves(state)
+            target = {k: ocp.utils.to_shape_dtype_struct(v) for k, v in names.items()}
+            restored = mngr.restore(done, args=ocp.args.StandardRestore(target))
+            state = jax.tree.unflatten(jax.tree.structure(state), [restored[k] for k in names])
         n = next(iter(arrays.values())).shape[0]
         last = time.monotonic()
-        for start, batch in _batches(arrays, batch_size, desc):
-            if start < done:
-                continue
+        for start, batch in _batches(arrays, batch_size, desc, done, ready):
             state = update(state, start, batch)
             finished = min(start + batch_size, n)
             if finished < n and time.monotonic() - last >= every:
-                mngr.save(finished, args=ocp.args.StandardSave(state._asdict()))
+                mngr.save(finished, args=ocp.args.StandardSave(_named_leaves(state)))
                 mngr.wait_until_finished()
                 last = time.monotonic()
     return state
@@ -103,7 +113,21 @@ def _count(state, acts, labels, thresholds, label_category, transform):
     )
 
 
-_topk = jax.jit(stats.topk_update)
+class _MainPass(NamedTuple):
+    """State of the main set's one pass: IoU counts at each unit's level, and top-k images."""
+
+    counts: iou.ThresholdCounts
+    top: stats.TopK
+
+
+@functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
+def _main_update(state, start, acts, labels, levels, label_category, transform):
+    index = start + jnp.arange(acts.shape[0], dtype=jnp.int32)
+    return _MainPass(
+        iou.counts_update(state.counts, acts, labels.astype(jnp.int32), levels, label_category,
+                          transform),
+        stats.topk_update(state.top, acts, index),
+    )  # fmt: skip
 
 
 def _counts(c, layer, thresholds, label_category, num_categories, *, name, workdir,
@@ -135,23 +159,22 @@ def _compile_passes(shapes, layers, num_labels, num_categories, batch_size, topk
         num_units = acts.shape[-1]
         fractions = scores.iqr_fractions() if threshold == "iqr" else [threshold]
         stats.compile_quantiles(acts, len(fractions), transform=up)
-        sizes = [1] if threshold != "iqr" else [len(fractions), 1]
-        for num in sizes:
-            state = jax.eval_shape(
-                functools.partial(iou.counts_init, num_labels, num_categories, num_units, num)
+        init = functools.partial(iou.counts_init, num_labels, num_categories, num_units)
+        if threshold == "iqr":
+            num, table = len(fractions), (num_units, len(fractions), 256)
+            t = iou.ThresholdTable(
+                jax.ShapeDtypeStruct((num_units, 2**16), jnp.int32),
+                jax.ShapeDtypeStruct(table, jnp.int32),
+                jax.ShapeDtypeStruct(table, jnp.int32),
             )
-            t = jax.ShapeDtypeStruct((num_units, num), jnp.float32)
-            if num > 4:
-                table = (num_units, num, 256)
-                t = iou.ThresholdTable(
-                    jax.ShapeDtypeStruct((num_units, 2**16), jnp.int32),
-                    jax.ShapeDtypeStruct(table, jnp.int32),
-                    jax.ShapeDtypeStruct(table, jnp.int32),
-                )
+            state = jax.eval_shape(functools.partial(init, num))
             _count.lower(state, acts, labels, t, cats, transform=up).compile()
-        top = jax.eval_shape(functools.partial(stats.topk_init, topk, num_units))
-        index = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
-        _topk.lower(top, acts, index).compile()
+        state = jax.eval_shape(
+            lambda: _MainPass(init(1), stats.topk_init(topk, num_units))  # noqa: B023
+        )
+        levels = jax.ShapeDtypeStruct((num_units, 1), jnp.float32)
+        start = jax.ShapeDtypeStruct((), jnp.int32)
+        _main_update.lower(state, start, acts, labels, levels, cats, transform=up).compile()
 
 
 def layer_levels(
@@ -206,20 +229,28 @@ def layer_scores(
     batch_size: int = 64,
     ties_quirk: bool = False,
     checkpoint_seconds: float = 30.0,
+    ready=None,
 ) -> dict:
     """Top-k images and IoU counts on the main set at the units' ``levels``
-    (:func:`layer_levels`): the layer's result, a dict of numpy arrays (``RESULT_FIELDS`` plus
-    any ``max_iqr*`` from ``levels``)."""
+    (:func:`layer_levels`), in one pass: the layer's result, a dict of numpy arrays
+    (``RESULT_FIELDS`` plus any ``max_iqr*`` from ``levels``). ``ready(stop)`` (optional)
+    blocks until the main set's first ``stop`` images exist (:class:`gdjax.cache.Watch`)."""
     batch_size = even_batch(main.size, batch_size)
     num_units = main.acts[layer].shape[-1]
-    top = stats.topk_init(topk, num_units)
-    for start, b in _batches({"a": main.acts[layer]}, batch_size, f"{layer} top-k"):
-        top = _topk(top, b["a"], jnp.arange(start, start + b["a"].shape[0], dtype=jnp.int32))
-
     level = np.asarray(levels["levels"], np.float32)
-    final = _counts(main, layer, level[:, None], label_category, num_categories,
-                    name="iou_counts", workdir=workdir, batch_size=batch_size,
-                    checkpoint_seconds=checkpoint_seconds)  # fmt: skip
+    state = _MainPass(
+        iou.counts_init(len(label_category), num_categories, num_units, 1),
+        stats.topk_init(topk, num_units),
+    )
+    up = _upsampler(tuple(main.labels.shape[1:3]))
+    args = (jnp.asarray(level[:, None]), jnp.asarray(label_category, jnp.int32))
+    final, top = _counting_pass(
+        os.path.join(workdir, "iou_counts"), state,
+        lambda s, start, b: _main_update(s, np.int32(start), b["a"], b["l"], *args, transform=up),
+        {"a": main.acts[layer], "l": main.labels}, batch_size, f"{layer} IoU counts, top-k",
+        checkpoint_seconds, ready,
+    )  # fmt: skip
+    _nan_check(layer, main.acts[layer])
     iou_, iqr_ = scores.iou_scores(final, label_category, denominators=iou_mode)
     if iou_mode == "category":
         lc = np.asarray(final.label_channels)
@@ -334,42 +365,47 @@ def dissect(
             )  # fmt: skip
         return out
 
-    def cache_of(seed_: int, name: str) -> cache.Cache:
+    def scores_of(levels, watch: cache.Watch) -> None:
+        main = watch.wait(0)
+        for layer in todo:
+            result = layer_scores(
+                layer, main, levels[layer], label_category, len(categories), iou_mode=iou_mode,
+                topk=topk, workdir=os.path.join(outdir, layer, "passes"), ready=watch.wait,
+                **common,
+            )  # fmt: skip
+            os.makedirs(os.path.dirname(paths[layer]), exist_ok=True)
+            np.savez(paths[layer] + ".tmp.npz", **result)
+            os.replace(paths[layer] + ".tmp.npz", paths[layer])
+
+    def cache_of(seed_: int, name: str, watch=None) -> cache.Cache:
         return cache.collect(
             os.path.join(outdir, "cache", name), proggan.sample_z(samples, seed_, zdim), fn,
-            batch_size, micro, desc=f"generate+segment seed {seed_}",
+            batch_size, micro, desc=f"generate+segment seed {seed_}", watch=watch,
         )  # fmt: skip
 
+    watch = cache.Watch()
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The statistics passes compile on a thread while the networks run (they leave cores
-        # idle); then the threshold set's passes run there while the networks make the main set.
+        # idle). In IQR mode the threshold set's passes then run there while the networks make
+        # the main set, and the main set's pass follows the networks batch by batch.
         shapes = cache.output_shapes(fn, zdim, batch_size, micro)
         pool.submit(_compile_passes, shapes, todo, len(labels), len(categories),
                     even_batch(samples, common["batch_size"]), topk, threshold)  # fmt: skip
         if threshold == "iqr":
             train = cache_of(train_seed, "train")
-            pending = pool.submit(levels_of, train)
-            main = cache_of(seed, "main")
-            levels = pending.result()
+            levels = pool.submit(levels_of, train)
+            scored = pool.submit(lambda: scores_of(levels.result(), watch))
+            main = cache_of(seed, "main", watch)
+            scored.result()
         else:
-            main = cache_of(seed, "main")
-            levels = levels_of(main)
+            main = cache_of(seed, "main", watch)
+            scores_of(levels_of(main), watch)
 
     records, strips = [], {}
     for layer in layers:
         _nan_check(layer, main.acts[layer])
-        path = paths[layer]
-        if os.path.exists(path):
-            with np.load(path) as f:
-                result = dict(f)
-        else:
-            result = layer_scores(
-                layer, main, levels[layer], label_category, len(categories), iou_mode=iou_mode,
-                topk=topk, workdir=os.path.join(outdir, layer, "passes"), **common,
-            )  # fmt: skip
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            np.savez(path + ".tmp.npz", **result)
-            os.replace(path + ".tmp.npz", path)
+        with np.load(paths[layer]) as f:
+            result = dict(f)
         report.save_stats(outdir, layer, **result)
         records.append(report.layer_record(
             layer, labels, categories, result["iou"], result["iqr"], result["best"],
