@@ -96,6 +96,16 @@ class Watch:
             self._failed = failed
             self._cond.notify_all()
 
+    def fail(self) -> None:
+        """Marks the cache as never to be completed: waiting readers raise."""
+        self._publish(None, 0, failed=True)
+
+    def check(self) -> None:
+        """Raises if the watched :func:`collect` has stopped with an error (lets a reader on
+        another thread give up early)."""
+        if self._failed:
+            raise RuntimeError("the cache being watched stopped before it was complete")
+
     def wait(self, count: int) -> Cache:
         """Blocks until the first ``count`` images are on disk; returns the (filling) cache."""
         with self._cond:
@@ -138,7 +148,7 @@ def collect(
     try:
         return _collect(directory, z, fn, batch_size, micro, devices, desc, watch)
     except BaseException:
-        watch._publish(None, 0, failed=True)  # readers on other threads stop waiting
+        watch.fail()  # readers on other threads stop waiting
         raise
 
 

@@ -8,11 +8,16 @@ Pipeline (REFERENCE §3, with the PNAS variant of §12 as options):
 2. Per layer, every statistic is a pass over the cache: activations are upsampled to the
    segmentation grid (half-pixel bilinear, edge clamp), thresholds come from exact quantiles
    (``threshold='iqr'``: 100 top fractions and the IQR search on the threshold set; or a
-   number ``q``: each unit's exact ``1 - q`` quantile), then top-k images by spatial max and the
-   final IoU counts on the main set.
+   number ``q``: each unit's exact ``1 - q`` quantile), then one pass on the main set for the
+   top-k images by spatial max and the final IoU counts.
 3. :mod:`gdjax.scores` turns counts into IoU / IQR and unit labels; :mod:`gdjax.report` writes
    ``dissect.json`` (the reference's field names), ``<layer>/stats.npz``, image strips, a bar
    chart per layer and ``report.html``.
+
+Overlap: every statistics program is compiled on a worker thread while the networks fill the
+first cache. In IQR mode the threshold set (made first) is then counted on that thread while
+the networks make the main set, and the main set's pass follows the networks batch by batch
+(:class:`gdjax.cache.Watch`), so little is left to do once the last image is made.
 
 Counting passes save their state with orbax after a batch at most every ``checkpoint_seconds``
 (30 s by default; a shorter pass is simply redone) and finished layers keep their results in
@@ -22,75 +27,16 @@ resumes where it stopped and ends with the same bytes.
 
 from __future__ import annotations
 
-import functools
 import os
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from gdjax import cache, checkpoint, iou, proggan, progress, report, scenes, scores, stats
+from gdjax import cache, checkpoint, passes, proggan, progress, report, scenes, scores, stats
 from gdjax import segmenter as seglib
-from gdjax.upsample import upsample
 
 RESULT_FIELDS = ("levels", "best", "top_values", "top_indices", "iou", "iqr", "lc", "cc", "ic")
-
-
-def _batches(arrays: dict, batch_size: int, desc: str, start_at: int = 0, ready=None):
-    """``(start, {name: batch})`` from ``start_at`` on; ``ready(stop)`` (optional) blocks
-    until the rows before ``stop`` exist (arrays still being written on another thread)."""
-    n = next(iter(arrays.values())).shape[0]
-    starts = range(start_at, n, batch_size)
-    for start in progress.bar(starts, desc):
-        stop = min(start + batch_size, n)
-        if ready is not None:
-            ready(stop)
-        yield start, {k: jnp.asarray(np.array(v[start:stop])) for k, v in arrays.items()}
-
-
-def even_batch(n: int, target: int) -> int:
-    """The divisor of ``n`` in ``[target / 2, target]`` closest to ``target`` (so every batch of
-    a pass has one shape and compiles once), else ``target``."""
-    for size in range(min(target, n), max(target // 2, 1) - 1, -1):
-        if n % size == 0:
-            return size
-    return target
-
-
-def _named_leaves(state) -> dict:
-    """``{"field__subfield": leaf}`` of a pytree of NamedTuples, as orbax saves it."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(state)
-    return {"__".join(str(getattr(k, "name", k)) for k in path): leaf for path, leaf in flat}
-
-
-def _counting_pass(directory, state, update, arrays, batch_size, desc, every, ready=None):
-    """Fold ``update(state, start, batch)`` over ``arrays``, saving the state with orbax after
-    a batch once ``every`` seconds have passed since the last save (0: after every batch).
-    ``ready``: see :func:`_batches`."""
-    import orbax.checkpoint as ocp
-
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-    with ocp.CheckpointManager(os.path.abspath(directory), options=options) as mngr:
-        done = mngr.latest_step() or 0
-        if done:
-            names = _named_leaves(state)
-            target = {k: ocp.utils.to_shape_dtype_struct(v) for k, v in names.items()}
-            restored = mngr.restore(done, args=ocp.args.StandardRestore(target))
-            state = jax.tree.unflatten(jax.tree.structure(state), [restored[k] for k in names])
-        n = next(iter(arrays.values())).shape[0]
-        last = time.monotonic()
-        for start, batch in _batches(arrays, batch_size, desc, done, ready):
-            state = update(state, start, batch)
-            finished = min(start + batch_size, n)
-            if finished < n and time.monotonic() - last >= every:
-                mngr.save(finished, args=ocp.args.StandardSave(_named_leaves(state)))
-                mngr.wait_until_finished()
-                last = time.monotonic()
-    return state
 
 
 def _nan_check(layer: str, acts: np.ndarray) -> None:
@@ -98,83 +44,6 @@ def _nan_check(layer: str, acts: np.ndarray) -> None:
         bad = np.flatnonzero(np.isnan(acts[start : start + 256]).any(axis=(1, 2, 3)))
         if bad.size:
             raise ValueError(f"layer {layer!r}: NaN activations in image {start + int(bad[0])}")
-
-
-@functools.cache
-def _upsampler(grid: tuple[int, int]):
-    """One function object per grid, so jitted passes of equal shapes hit one compilation."""
-    return functools.partial(upsample, size=grid)
-
-
-@functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
-def _count(state, acts, labels, thresholds, label_category, transform):
-    return iou.counts_update(
-        state, acts, labels.astype(jnp.int32), thresholds, label_category, transform
-    )
-
-
-class _MainPass(NamedTuple):
-    """State of the main set's one pass: IoU counts at each unit's level, and top-k images."""
-
-    counts: iou.ThresholdCounts
-    top: stats.TopK
-
-
-@functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
-def _main_update(state, start, acts, labels, levels, label_category, transform):
-    index = start + jnp.arange(acts.shape[0], dtype=jnp.int32)
-    return _MainPass(
-        iou.counts_update(state.counts, acts, labels.astype(jnp.int32), levels, label_category,
-                          transform),
-        stats.topk_update(state.top, acts, index),
-    )  # fmt: skip
-
-
-def _counts(c, layer, thresholds, label_category, num_categories, *, name, workdir,
-            batch_size, checkpoint_seconds):  # fmt: skip
-    """Threshold counts of ``layer`` over cache ``c``: one checkpointed pass."""
-    up = _upsampler(tuple(c.labels.shape[1:3]))
-    t = jnp.asarray(thresholds) if thresholds.shape[1] <= 4 else jax.tree.map(
-        jnp.asarray, iou.threshold_table(thresholds)
-    )  # fmt: skip
-    state = iou.counts_init(len(label_category), num_categories, c.acts[layer].shape[-1],
-                            thresholds.shape[1])  # fmt: skip
-    cat_of = jnp.asarray(label_category, jnp.int32)
-    return _counting_pass(
-        os.path.join(workdir, name), state,
-        lambda s, _, b: _count(s, b["a"], b["l"], t, cat_of, transform=up),
-        {"a": c.acts[layer], "l": c.labels}, batch_size, f"{layer} {name}", checkpoint_seconds,
-    )  # fmt: skip
-
-
-def _compile_passes(shapes, layers, num_labels, num_categories, batch_size, topk, threshold):
-    """Compiles every statistics pass of ``layers`` ahead (e.g. on a thread while the networks
-    run), from :func:`gdjax.cache.output_shapes`: quantiles, IQR counts, top-k, IoU counts."""
-    acts_shapes, labels = shapes[0], shapes[1]
-    labels = jax.ShapeDtypeStruct((batch_size, *labels.shape[1:]), labels.dtype)
-    up = _upsampler(tuple(labels.shape[1:3]))
-    cats = jax.ShapeDtypeStruct((num_labels,), jnp.int32)
-    for layer in layers:
-        acts = jax.ShapeDtypeStruct((batch_size, *acts_shapes[layer].shape[1:]), jnp.float32)
-        num_units = acts.shape[-1]
-        fractions = scores.iqr_fractions() if threshold == "iqr" else [threshold]
-        stats.compile_quantiles(acts, len(fractions), transform=up)
-        init = functools.partial(iou.counts_init, num_labels, num_categories, num_units)
-        if threshold == "iqr":
-            num, table = len(fractions), (num_units, len(fractions), 256)
-            t = iou.ThresholdTable(
-                jax.ShapeDtypeStruct((num_units, 2**16), jnp.int32),
-                jax.ShapeDtypeStruct(table, jnp.int32),
-                jax.ShapeDtypeStruct(table, jnp.int32),
-            )
-            state = jax.eval_shape(functools.partial(init, num))
-            _count.lower(state, acts, labels, t, cats, transform=up).compile()
-        state = jax.eval_shape(
-            lambda: _MainPass(init(1), stats.topk_init(topk, num_units))  # noqa: B023
-        )
-        levels = jax.ShapeDtypeStruct((num_units, 1), jnp.float32)
-        start = jax.ShapeDtypeStruct((), jnp.int32)
-        _main_update.lower(state, start, acts, labels, levels, cats, transform=up).compile()
 
 
 def layer_levels(
@@ -189,15 +58,20 @@ def layer_levels(
     label0_quirk: bool = False,
     ties_quirk: bool = False,
     checkpoint_seconds: float = 30.0,
+    ready=None,
 ) -> dict:
     """Each unit's level from cache ``c`` (the threshold set in IQR mode, else the main set):
     ``{"levels": float32 [C]}``, plus in IQR mode the best-IQR label ``best`` and the search's
-    ``max_iqr*`` arrays."""
-    up = _upsampler(tuple(c.labels.shape[1:3]))
-    batch_size = even_batch(c.size, batch_size)
+    ``max_iqr*`` arrays. ``ready(stop)`` (optional) is called before every batch (it may raise
+    to stop the passes)."""
+    up = passes.upsampler(tuple(c.labels.shape[1:3]))
+    batch_size = passes.even_batch(c.size, batch_size)
 
     def quantiles(qs, name):
-        batches = lambda: (b["a"] for _, b in _batches({"a": c.acts[layer]}, batch_size, name))  # noqa: E731
+        def batches():
+            arrays = {"a": c.acts[layer]}
+            return (b["a"] for _, b in passes.batches(arrays, batch_size, name, ready=ready))
+
         return stats.exact_quantiles(batches, qs, transform=up)
 
     if threshold != "iqr":
@@ -205,9 +79,11 @@ def layer_levels(
     taus = scores.monotone_thresholds(
         quantiles(1 - scores.iqr_fractions(), f"{layer} threshold quantiles")
     )
-    counts = _counts(c, layer, taus, label_category, num_categories, name="iqr_counts",
-                     workdir=workdir, batch_size=batch_size,
-                     checkpoint_seconds=checkpoint_seconds)  # fmt: skip
+    counts = passes.threshold_counts(
+        c, layer, taus, label_category, num_categories,
+        directory=os.path.join(workdir, "iqr_counts"), batch_size=batch_size,
+        every=checkpoint_seconds, ready=ready,
+    )  # fmt: skip
     search = scores.iqr_search(counts, taus, label_category, ties_quirk=ties_quirk)
     best, levels = scores.unit_levels(search, label0_quirk=label0_quirk, ties_quirk=ties_quirk)
     out = {"levels": levels, "best": best}
@@ -235,20 +111,13 @@ def layer_scores(
     (:func:`layer_levels`), in one pass: the layer's result, a dict of numpy arrays
     (``RESULT_FIELDS`` plus any ``max_iqr*`` from ``levels``). ``ready(stop)`` (optional)
     blocks until the main set's first ``stop`` images exist (:class:`gdjax.cache.Watch`)."""
-    batch_size = even_batch(main.size, batch_size)
+    batch_size = passes.even_batch(main.size, batch_size)
     num_units = main.acts[layer].shape[-1]
     level = np.asarray(levels["levels"], np.float32)
-    state = _MainPass(
-        iou.counts_init(len(label_category), num_categories, num_units, 1),
-        stats.topk_init(topk, num_units),
-    )
-    up = _upsampler(tuple(main.labels.shape[1:3]))
-    args = (jnp.asarray(level[:, None]), jnp.asarray(label_category, jnp.int32))
-    final, top = _counting_pass(
-        os.path.join(workdir, "iou_counts"), state,
-        lambda s, start, b: _main_update(s, np.int32(start), b["a"], b["l"], *args, transform=up),
-        {"a": main.acts[layer], "l": main.labels}, batch_size, f"{layer} IoU counts, top-k",
-        checkpoint_seconds, ready,
+    final, top = passes.main_pass(
+        main, layer, level, label_category, num_categories, topk,
+        directory=os.path.join(workdir, "iou_counts"), batch_size=batch_size,
+        every=checkpoint_seconds, ready=ready,
     )  # fmt: skip
     _nan_check(layer, main.acts[layer])
     iou_, iqr_ = scores.iou_scores(final, label_category, denominators=iou_mode)
@@ -354,6 +223,8 @@ def dissect(
     paths = {layer: os.path.join(outdir, layer, "result.npz") for layer in layers}
     todo = [layer for layer in layers if not os.path.exists(paths[layer])]
 
+    watch = cache.Watch()
+
     def levels_of(c: cache.Cache) -> dict:
         out = {}
         for layer in todo:
@@ -361,7 +232,7 @@ def dissect(
             out[layer] = layer_levels(
                 layer, c, label_category, len(categories), threshold=threshold,
                 workdir=os.path.join(outdir, layer, "passes"), label0_quirk=label0_quirk,
-                **common,
+                ready=lambda _: watch.check(), **common,
             )  # fmt: skip
         return out
 
@@ -383,23 +254,27 @@ def dissect(
             batch_size, micro, desc=f"generate+segment seed {seed_}", watch=watch,
         )  # fmt: skip
 
-    watch = cache.Watch()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The statistics passes compile on a thread while the networks run (they leave cores
-        # idle). In IQR mode the threshold set's passes then run there while the networks make
-        # the main set, and the main set's pass follows the networks batch by batch.
-        shapes = cache.output_shapes(fn, zdim, batch_size, micro)
-        pool.submit(_compile_passes, shapes, todo, len(labels), len(categories),
-                    even_batch(samples, common["batch_size"]), topk, threshold)  # fmt: skip
-        if threshold == "iqr":
-            train = cache_of(train_seed, "train")
-            levels = pool.submit(levels_of, train)
-            scored = pool.submit(lambda: scores_of(levels.result(), watch))
-            main = cache_of(seed, "main", watch)
-            scored.result()
-        else:
-            main = cache_of(seed, "main", watch)
-            scores_of(levels_of(main), watch)
+        try:
+            # The statistics passes compile on a thread while the networks run (they leave
+            # cores idle). In IQR mode the threshold set's passes then run there while the
+            # networks make the main set, and the main set's pass follows them batch by batch.
+            shapes = cache.output_shapes(fn, zdim, batch_size, micro)
+            stats_batch = passes.even_batch(samples, common["batch_size"])
+            pool.submit(passes.compile_passes, shapes, todo, len(labels), len(categories),
+                        stats_batch, topk, threshold)  # fmt: skip
+            if threshold == "iqr":
+                train = cache_of(train_seed, "train")
+                levels = pool.submit(levels_of, train)
+                scored = pool.submit(lambda: scores_of(levels.result(), watch))
+                main = cache_of(seed, "main", watch)
+                scored.result()
+            else:
+                main = cache_of(seed, "main", watch)
+                scores_of(levels_of(main), watch)
+        except BaseException:
+            watch.fail()  # the worker stops at its next batch instead of finishing its passes
+            raise
 
     records, strips = [], {}
     for layer in layers:

@@ -17,7 +17,8 @@ prefix, found by one table lookup per earlier pass (:func:`lookup_tables`; no se
 ``sum(bits) == 32`` bits every wanted statistic is known exactly, and the hazen interpolation is
 done as NumPy does it. Memory per pass: ``C * R * 2**bits[i]`` int32 counters and as many table
 entries (``R = 2 * len(qs)`` targets; ``C * 2**bits[0]`` in pass 0), e.g. 104 MB for C=512,
-100 qs, 8 bits.
+100 qs, 8 bits. Units are histogrammed one after another in a loop (:func:`unit_values`), each
+into its own contiguous row.
 Limits: fewer than ``2**31`` values per unit; values float32, not NaN (``-0.0`` and subnormals
 count as ``0.0``).
 """
@@ -37,6 +38,7 @@ __all__ = [
     "QuantileSearch",
     "TopK",
     "compile_quantiles",
+    "fold_units",
     "exact_quantiles",
     "float_key",
     "host_float_key",
@@ -53,6 +55,7 @@ __all__ = [
     "topk_update",
     "unit_slices",
     "unit_values",
+    "units_per_step",
 ]
 
 DEFAULT_BITS = (16, 8, 8)
@@ -186,25 +189,67 @@ def unit_values(
     return x.reshape(-1).astype(jnp.float32)
 
 
+def units_per_step(num_units: int, requested: int | None = None) -> int:
+    """How many units a per-unit loop handles per step: ``requested``, else 1 on CPU (each
+    unit's counters stay in cache) and all units on accelerators (few large kernels); always a
+    divisor of ``num_units``."""
+    group = requested or (1 if jax.default_backend() == "cpu" else num_units)
+    group = max(1, min(group, num_units))
+    while num_units % group:
+        group -= 1
+    return group
+
+
+def fold_units(
+    num_units: int, one_unit: Callable, rows, group: int | None = None
+):  # fmt: skip
+    """``rows`` (a pytree of arrays whose leading axis is the unit) with row ``u`` replaced by
+    ``one_unit(u, row_u)`` for every unit: a loop over groups of :func:`units_per_step` units,
+    ``vmap`` within a group. Any grouping gives the same result (tested)."""
+    group = units_per_step(num_units, group)
+    if group == 1:
+
+        def body(u, rows):
+            row = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, u, keepdims=False), rows)
+            new = one_unit(u, row)
+            return jax.tree.map(
+                lambda a, n: jax.lax.dynamic_update_index_in_dim(a, n, u, 0), rows, new
+            )
+
+        return jax.lax.fori_loop(0, num_units, body, rows)
+
+    def group_body(i, rows):
+        start = i * group
+        part = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, group), rows)
+        new = jax.vmap(one_unit)(start + jnp.arange(group, dtype=jnp.int32), part)
+        return jax.tree.map(
+            lambda a, n: jax.lax.dynamic_update_slice_in_dim(a, n, start, 0), rows, new
+        )
+
+    return jax.lax.fori_loop(0, num_units // group, group_body, rows)
+
+
 def quantile_update(
     state: QuantilePass,
     values: jax.Array,
     tables: tuple[jax.Array, ...] = (),
     transform: Callable[[jax.Array], jax.Array] | None = None,
+    group: int | None = None,
 ) -> QuantilePass:
     """Adds ``values`` (float32 ``[..., C]``, any leading shape) to a pass's histogram.
 
     ``tables``: :func:`lookup_tables` of the search so far (``()`` in pass 0). ``transform``
     (optional): see :func:`unit_values`, e.g. upsampling raw activations. Bit positions follow
-    from the shapes, so passes of equal shapes share one compilation. Units are done one after
-    another in a loop: one unit's values, table rows and histogram row stay in cache, which on
-    CPU is several times faster than one scatter over all units.
+    from the shapes, so passes of equal shapes share one compilation. Units are done in a loop
+    (:func:`fold_units`, ``group`` units per step): on CPU one at a time, so that one unit's
+    values, table rows and histogram row stay in cache, several times faster than one scatter
+    over all units.
     """
     num_units, num_groups, num_bins = state.hist.shape
     bits = num_bins.bit_length() - 1
     slices = unit_slices(values)
 
-    def one_unit(u, hist):
+    def one_unit(u, hist_row):
         key = float_key(unit_values(slices, u, transform))
         shift = 32
         group = None
@@ -212,19 +257,18 @@ def quantile_update(
             width = table.shape[-1].bit_length() - 1
             shift -= width
             digit = ((key >> shift) & jnp.uint32(2**width - 1)).astype(jnp.int32)
-            row = jax.lax.dynamic_index_in_dim(table, u, keepdims=False)
+            entries = jax.lax.dynamic_index_in_dim(table, u, keepdims=False)
             if group is None:
-                group = row[digit]
+                group = entries[digit]
             else:
-                group = jnp.where(group >= 0, row[jnp.maximum(group, 0), digit], -1)
+                group = jnp.where(group >= 0, entries[jnp.maximum(group, 0), digit], -1)
         digit = ((key >> (shift - bits)) & jnp.uint32(num_bins - 1)).astype(jnp.int32)
         if group is not None:  # values no wanted statistic shares a prefix with are dropped
             digit = jnp.where(group >= 0, group * num_bins + digit, num_groups * num_bins)
-        row = jax.lax.dynamic_index_in_dim(hist, u, keepdims=False).reshape(-1)
-        row = row.at[digit].add(1, mode="drop").reshape(num_groups, num_bins)
-        return jax.lax.dynamic_update_index_in_dim(hist, row, u, 0)
+        counts = hist_row.reshape(-1).at[digit].add(1, mode="drop")
+        return counts.reshape(num_groups, num_bins)
 
-    hist = jax.lax.fori_loop(0, num_units, one_unit, state.hist)
+    hist = fold_units(num_units, one_unit, state.hist, group)
     per_unit = int(np.prod(values.shape[:-1]))
     if transform is not None:
         per_unit = int(np.prod(jax.eval_shape(transform, slices[0][..., None]).shape[:-1]))

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import NamedTuple
 
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gdjax import cache, dissect, proggan, scenes, segtrain
+from gdjax import cache, dissect, passes, proggan, scenes, segtrain
 from gdjax import segmenter as seglib
 
 GEN_SIZES = (16, 16, 16, 8, 8, 8)  # 64x64 output; layer4 is 8x8 with 16 units
@@ -139,9 +140,14 @@ class _Sum(NamedTuple):
     total: jax.Array
 
 
+class _Pair(NamedTuple):  # nested, as the main set's pass state
+    sums: _Sum
+    count: jax.Array
+
+
 def test_counting_pass_resumes_from_its_checkpoint(tmp_path):
     x = np.arange(40, dtype=np.int32).reshape(10, 4)
-    add = jax.jit(lambda s, b: _Sum(s.total + b.sum(0)))
+    add = jax.jit(lambda s, b: _Pair(_Sum(s.sums.total + b.sum(0)), s.count + b.shape[0]))
     seen = []
 
     def update(state, start, batch):
@@ -150,11 +156,37 @@ def test_counting_pass_resumes_from_its_checkpoint(tmp_path):
             raise KeyboardInterrupt
         return add(state, batch["x"])
 
-    zero = _Sum(jnp.zeros(4, jnp.int32))
+    zero = _Pair(_Sum(jnp.zeros(4, jnp.int32)), jnp.zeros((), jnp.int32))
     interrupt = True
     with pytest.raises(KeyboardInterrupt):  # saved after batches 0, 2 and 4 (every=0)
-        dissect._counting_pass(str(tmp_path), zero, update, {"x": x}, 2, "t", every=0)
+        passes.counting_pass(str(tmp_path), zero, update, {"x": x}, 2, "t", every=0)
     interrupt, seen[:] = False, []
-    state = dissect._counting_pass(str(tmp_path), zero, update, {"x": x}, 2, "t", every=0)
+    state = passes.counting_pass(str(tmp_path), zero, update, {"x": x}, 2, "t", every=0)
     assert seen == [6, 8]  # resumed after the last saved batch
-    np.testing.assert_array_equal(state.total, x.sum(0))
+    np.testing.assert_array_equal(state.sums.total, x.sum(0))
+    assert int(state.count) == 10 and isinstance(state, _Pair)
+
+
+def test_batches_wait_for_rows_still_being_written():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    watch, asked = cache.Watch(), []
+    filler = cache.Cache({"x": x}, np.zeros((6, 1, 1, 1), np.int16))
+
+    def ready(stop):
+        asked.append(stop)
+        return watch.wait(stop)
+
+    def fill():
+        for done in (0, 2, 4, 6):
+            watch._publish(filler, done)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=fill)
+    thread.start()
+    got = [b["x"].sum() for _, b in passes.batches({"x": x}, 4, "t", ready=ready)]
+    thread.join()
+    assert asked == [4, 6] and [float(g) for g in got] == [x[:4].sum(), x[4:].sum()]
+    failed = cache.Watch()
+    failed.fail()
+    with pytest.raises(RuntimeError, match="stopped before it was complete"):
+        failed.wait(1)

@@ -254,6 +254,39 @@ def test_iou_scores_match_bruteforce(denominators):
     assert labels.label[4] == 0 and not labels.interp[4]  # dead unit: IoU 0, no label
 
 
+def test_unit_groups_and_per_unit_upsampling_change_nothing():
+    """Any number of units per loop step, and upsampling one unit at a time inside the loop,
+    give the same bytes as upsampling the whole batch first."""
+    rng = np.random.default_rng(8)
+    raw = np.maximum(rng.standard_normal((6, 4, 4, 6)), 0).astype(np.float32)
+    up = lambda a: gd_upsample(a, (16, 16))  # noqa: E731
+    acts = np.asarray(up(jnp.asarray(raw)))
+    _, seg = _dissect_data(units=6)
+    fr, tau = _taus(acts)
+    table = jax.tree.map(jnp.asarray, iou_lib.threshold_table(tau))
+    for num, t in ((1, jnp.asarray(tau[:, 5:6])), (tau.shape[1], table)):
+        state = iou_lib.counts_init(NUM_LABELS, NUM_CATS, 6, num)
+        update = jax.jit(iou_lib.counts_update, static_argnames=("transform", "group"))
+        ref = update(state, acts, seg, t, LABEL_CATEGORY)
+        for group, transform, a in [(1, up, raw), (2, None, acts), (3, up, raw), (6, up, raw)]:
+            got = update(state, a, seg, t, LABEL_CATEGORY, transform=transform, group=group)
+            for x, y in zip(jax.tree.leaves(ref), jax.tree.leaves(got), strict=True):
+                assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), (group, transform)
+    qs = 1 - fr
+    want = stats.exact_quantiles(lambda: iter([acts]), qs)
+    for group in (1, 2, 6):
+        search, state = None, None
+        update = jax.jit(stats.quantile_update, static_argnames=("transform", "group"))
+        for b in stats.DEFAULT_BITS:
+            tables = () if search is None else tuple(map(jnp.asarray, stats.lookup_tables(search)))
+            state = stats.quantile_init(6, 1 if search is None else 2 * qs.size, b)
+            state = update(state, raw, tables, transform=up, group=group)
+            if search is None:
+                search = stats.quantile_start(int(state.count), qs, 6)
+            search = stats.quantile_refine(search, state)
+        assert stats.quantile_finalize(search, qs).tobytes() == want.tobytes(), group
+
+
 def test_counts_update_compiles_once():
     acts, seg = _dissect_data()
     traces = []

@@ -1,0 +1,181 @@
+"""Counting passes over a :mod:`gdjax.cache`: batches, orbax checkpoints, compiled programs.
+
+Every dissection statistic is a fold of a jitted ``update`` over the cache's batches
+(:func:`counting_pass`), checkpointed with orbax at most every few seconds so a killed run
+resumes mid-pass with the same bytes. Programs are jitted once per shape at module level
+(:func:`threshold_counts`, :func:`main_update`) so :func:`compile_passes` can compile them all
+ahead, on a thread, while the networks still run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gdjax import iou, progress, scores, stats
+from gdjax.upsample import upsample
+
+
+def batches(arrays: dict, batch_size: int, desc: str, start_at: int = 0, ready=None):
+    """``(start, {name: batch})`` from ``start_at`` on; ``ready(stop)`` (optional) is called
+    first: it blocks until the rows before ``stop`` exist (arrays still being written on another
+    thread), or raises to stop the pass."""
+    n = next(iter(arrays.values())).shape[0]
+    starts = range(start_at, n, batch_size)
+    for start in progress.bar(starts, desc):
+        stop = min(start + batch_size, n)
+        if ready is not None:
+            ready(stop)
+        yield start, {k: jnp.asarray(np.array(v[start:stop])) for k, v in arrays.items()}
+
+
+def even_batch(n: int, target: int) -> int:
+    """The divisor of ``n`` in ``[target / 2, target]`` closest to ``target`` (so every batch of
+    a pass has one shape and compiles once), else ``target``."""
+    for size in range(min(target, n), max(target // 2, 1) - 1, -1):
+        if n % size == 0:
+            return size
+    return target
+
+
+def _named_leaves(state) -> dict:
+    """``{"field__subfield": leaf}`` of a pytree of NamedTuples, as orbax saves it."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    name = lambda k: getattr(k, "name", getattr(k, "idx", getattr(k, "key", k)))  # noqa: E731
+    return {"__".join(str(name(k)) for k in path): leaf for path, leaf in flat}
+
+
+def counting_pass(directory, state, update, arrays, batch_size, desc, every, ready=None):
+    """Fold ``update(state, start, batch)`` over ``arrays``, saving the state with orbax after
+    a batch once ``every`` seconds have passed since the last save (0: after every batch).
+    ``ready``: see :func:`batches`."""
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    with ocp.CheckpointManager(os.path.abspath(directory), options=options) as mngr:
+        done = mngr.latest_step() or 0
+        if done:
+            names = _named_leaves(state)
+            target = {k: ocp.utils.to_shape_dtype_struct(v) for k, v in names.items()}
+            restored = mngr.restore(done, args=ocp.args.StandardRestore(target))
+            state = jax.tree.unflatten(jax.tree.structure(state), [restored[k] for k in names])
+        n = next(iter(arrays.values())).shape[0]
+        last = time.monotonic()
+        for start, batch in batches(arrays, batch_size, desc, done, ready):
+            state = update(state, start, batch)
+            finished = min(start + batch_size, n)
+            if finished < n and time.monotonic() - last >= every:
+                mngr.save(finished, args=ocp.args.StandardSave(_named_leaves(state)))
+                mngr.wait_until_finished()
+                last = time.monotonic()
+    return state
+
+
+@functools.cache
+def upsampler(grid: tuple[int, int]):
+    """One function object per grid, so jitted passes of equal shapes hit one compilation."""
+    return functools.partial(upsample, size=grid)
+
+
+@functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
+def _count(state, acts, labels, thresholds, label_category, transform):
+    return iou.counts_update(
+        state, acts, labels.astype(jnp.int32), thresholds, label_category, transform
+    )
+
+
+class MainPass(NamedTuple):
+    """State of the main set's one pass: IoU counts at each unit's level, and top-k images."""
+
+    counts: iou.ThresholdCounts
+    top: stats.TopK
+
+
+@functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
+def main_update(state, start, acts, labels, levels, label_category, transform):
+    index = start + jnp.arange(acts.shape[0], dtype=jnp.int32)
+    return MainPass(
+        iou.counts_update(state.counts, acts, labels.astype(jnp.int32), levels, label_category,
+                          transform),
+        stats.topk_update(state.top, acts, index),
+    )  # fmt: skip
+
+
+def threshold_counts(
+    c, layer: str, thresholds: np.ndarray, label_category: np.ndarray, num_categories: int, *,
+    directory: str, batch_size: int, every: float, ready=None,
+) -> iou.ThresholdCounts:  # fmt: skip
+    """Counts of ``layer``'s upsampled activations over cache ``c`` against ``thresholds``
+    (float32 ``[C, T]``), in one checkpointed pass (state in ``directory``); ``ready``: see
+    :func:`batches`."""
+    up = upsampler(tuple(c.labels.shape[1:3]))
+    t = jnp.asarray(thresholds) if thresholds.shape[1] <= 4 else jax.tree.map(
+        jnp.asarray, iou.threshold_table(thresholds)
+    )  # fmt: skip
+    state = iou.counts_init(len(label_category), num_categories, c.acts[layer].shape[-1],
+                            thresholds.shape[1])  # fmt: skip
+    cat_of = jnp.asarray(label_category, jnp.int32)
+    return counting_pass(
+        directory, state, lambda s, _, b: _count(s, b["a"], b["l"], t, cat_of, transform=up),
+        {"a": c.acts[layer], "l": c.labels}, batch_size, f"{layer} IQR counts", every, ready,
+    )  # fmt: skip
+
+
+def main_pass(
+    c, layer: str, levels: np.ndarray, label_category: np.ndarray, num_categories: int,
+    topk: int, *, directory: str, batch_size: int, every: float, ready=None,
+) -> MainPass:  # fmt: skip
+    """IoU counts at each unit's level (float32 ``[C]``) and the top-k images of ``layer`` over
+    cache ``c``, in one checkpointed pass; ``ready``: see :func:`batches`."""
+    num_units = c.acts[layer].shape[-1]
+    state = MainPass(
+        iou.counts_init(len(label_category), num_categories, num_units, 1),
+        stats.topk_init(topk, num_units),
+    )
+    up = upsampler(tuple(c.labels.shape[1:3]))
+    args = (jnp.asarray(np.asarray(levels, np.float32)[:, None]),
+            jnp.asarray(label_category, jnp.int32))  # fmt: skip
+
+    def update(s, start, b):
+        return main_update(s, np.int32(start), b["a"], b["l"], *args, transform=up)
+
+    return counting_pass(
+        directory, state, update, {"a": c.acts[layer], "l": c.labels}, batch_size,
+        f"{layer} IoU counts, top-k", every, ready,
+    )  # fmt: skip
+
+
+def compile_passes(shapes, layers, num_labels, num_categories, batch_size, topk, threshold):
+    """Compiles every statistics pass of ``layers`` ahead (e.g. on a thread while the networks
+    run), from :func:`gdjax.cache.output_shapes`: quantiles, IQR counts, top-k, IoU counts."""
+    acts_shapes, labels = shapes[0], shapes[1]
+    labels = jax.ShapeDtypeStruct((batch_size, *labels.shape[1:]), labels.dtype)
+    up = upsampler(tuple(labels.shape[1:3]))
+    cats = jax.ShapeDtypeStruct((num_labels,), jnp.int32)
+    for layer in layers:
+        acts = jax.ShapeDtypeStruct((batch_size, *acts_shapes[layer].shape[1:]), jnp.float32)
+        num_units = acts.shape[-1]
+        fractions = scores.iqr_fractions() if threshold == "iqr" else [threshold]
+        stats.compile_quantiles(acts, len(fractions), transform=up)
+        init = functools.partial(iou.counts_init, num_labels, num_categories, num_units)
+        if threshold == "iqr":
+            num, table = len(fractions), (num_units, len(fractions), 256)
+            t = iou.ThresholdTable(
+                jax.ShapeDtypeStruct((num_units, 2**16), jnp.int32),
+                jax.ShapeDtypeStruct(table, jnp.int32),
+                jax.ShapeDtypeStruct(table, jnp.int32),
+            )
+            state = jax.eval_shape(functools.partial(init, num))
+            _count.lower(state, acts, labels, t, cats, transform=up).compile()
+        state = jax.eval_shape(
+            lambda: MainPass(init(1), stats.topk_init(topk, num_units))  # noqa: B023
+        )
+        levels = jax.ShapeDtypeStruct((num_units, 1), jnp.float32)
+        start = jax.ShapeDtypeStruct((), jnp.int32)
+        main_update.lower(state, start, acts, labels, levels, cats, transform=up).compile()
