@@ -28,6 +28,7 @@ resumes where it stopped and ends with the same bytes.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -254,7 +255,7 @@ def dissect(
             batch_size, micro, desc=f"generate+segment seed {seed_}", watch=watch,
         )  # fmt: skip
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1, initializer=_lower_priority) as pool:
         try:
             # The statistics passes compile on a thread while the networks run (they leave
             # cores idle). In IQR mode the threshold set's passes then run there while the
@@ -300,6 +301,15 @@ def dissect(
     )  # fmt: skip
     report.write_report(outdir, record)
     return record
+
+
+def _lower_priority() -> None:
+    """Gives the calling thread a lower CPU priority (Linux threads have their own nice value),
+    so the networks on the main thread keep their pace and the worker takes the idle cycles."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not allowed: same priority
+        pass
 
 
 def _write_strips(outdir, main, strips, records, colors):
