@@ -89,16 +89,16 @@ class Watch:
         self._done = 0
         self._failed = False
 
-    def _publish(self, cache: Cache | None, done: int, failed: bool = False) -> None:
+    def _publish(self, cache: Cache, done: int) -> None:
         with self._cond:
-            self._cache = cache or self._cache
-            self._done = done
-            self._failed = failed
+            self._cache, self._done = cache, done
             self._cond.notify_all()
 
     def fail(self) -> None:
         """Marks the cache as never to be completed: waiting readers raise."""
-        self._publish(None, 0, failed=True)
+        with self._cond:
+            self._failed = True
+            self._cond.notify_all()
 
     def check(self) -> None:
         """Raises if the watched :func:`collect` has stopped with an error (lets a reader on
@@ -110,8 +110,7 @@ class Watch:
         """Blocks until the first ``count`` images are on disk; returns the (filling) cache."""
         with self._cond:
             self._cond.wait_for(lambda: self._failed or (self._cache and self._done >= count))
-            if self._failed:
-                raise RuntimeError("the cache being watched stopped before it was complete")
+            self.check()
             return self._cache
 
 

@@ -237,7 +237,7 @@ def dissect(
             )  # fmt: skip
         return out
 
-    def scores_of(levels, watch: cache.Watch) -> None:
+    def scores_of(levels) -> None:
         main = watch.wait(0)
         for layer in todo:
             result = layer_scores(
@@ -267,12 +267,12 @@ def dissect(
             if threshold == "iqr":
                 train = cache_of(train_seed, "train")
                 levels = pool.submit(levels_of, train)
-                scored = pool.submit(lambda: scores_of(levels.result(), watch))
+                scored = pool.submit(lambda: scores_of(levels.result()))
                 main = cache_of(seed, "main", watch)
                 scored.result()
             else:
                 main = cache_of(seed, "main", watch)
-                scores_of(levels_of(main), watch)
+                scores_of(levels_of(main))
         except BaseException:
             watch.fail()  # the worker stops at its next batch instead of finishing its passes
             raise

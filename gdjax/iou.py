@@ -37,7 +37,14 @@ import numpy as np
 
 from gdjax.stats import float_key, fold_units, host_float_key, unit_slices, unit_values
 
-__all__ = ["ThresholdCounts", "ThresholdTable", "counts_init", "counts_update", "threshold_table"]
+__all__ = [
+    "ThresholdCounts",
+    "ThresholdTable",
+    "counts_init",
+    "counts_update",
+    "threshold_table",
+    "threshold_table_shape",
+]
 
 
 class ThresholdCounts(NamedTuple):
@@ -101,6 +108,13 @@ def counts_init(
         cat_pixels=zeros(num_categories),
         num_pixels=zeros(),
     )
+
+
+def threshold_table_shape(num_units: int, num_thresholds: int) -> ThresholdTable:
+    """The shapes (``jax.ShapeDtypeStruct``) of :func:`threshold_table`'s result, e.g. to
+    compile a counting pass before the thresholds are known."""
+    block = jax.ShapeDtypeStruct((num_units, num_thresholds, 256), jnp.int32)
+    return ThresholdTable(jax.ShapeDtypeStruct((num_units, 2**16), jnp.int32), block, block)
 
 
 def threshold_table(thresholds: np.ndarray) -> ThresholdTable:

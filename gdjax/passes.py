@@ -165,12 +165,8 @@ def compile_passes(shapes, layers, num_labels, num_categories, batch_size, topk,
         stats.compile_quantiles(acts, len(fractions), transform=up)
         init = functools.partial(iou.counts_init, num_labels, num_categories, num_units)
         if threshold == "iqr":
-            num, table = len(fractions), (num_units, len(fractions), 256)
-            t = iou.ThresholdTable(
-                jax.ShapeDtypeStruct((num_units, 2**16), jnp.int32),
-                jax.ShapeDtypeStruct(table, jnp.int32),
-                jax.ShapeDtypeStruct(table, jnp.int32),
-            )
+            num = len(fractions)
+            t = iou.threshold_table_shape(num_units, num)
             state = jax.eval_shape(functools.partial(init, num))
             _count.lower(state, acts, labels, t, cats, transform=up).compile()
         state = jax.eval_shape(

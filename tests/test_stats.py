@@ -179,6 +179,8 @@ def test_threshold_table_counts_equal_direct_comparisons():
     table = iou_lib.threshold_table(tau)
     # Unit 1's thresholds share one 16-bit key prefix and have 20 distinct 24-bit ones.
     assert (table.top[1] < 0).sum() == 1 and (table.mid[1] < 0).sum() == 20
+    shapes = iou_lib.threshold_table_shape(4, 20)  # what passes compile ahead with
+    assert [(a.shape, a.dtype) for a in table] == [(a.shape, a.dtype) for a in shapes]
     got = np.asarray(iou_lib.exceeded(jnp.asarray(acts), table))
     ref = (acts.T[:, :, None] > tau[:, None, :]).sum(-1)
     np.testing.assert_array_equal(got, ref)
