@@ -7,7 +7,8 @@
 Writes ``--outdir``: ``report.html`` (open it in a browser), ``dissect.json``, per-layer
 ``stats.npz``, image strips and bar charts. A rerun with the same flags resumes an interrupted
 run; other flags on the same directory are refused. With the demo models it also writes
-``world.png``: generated scenes beside rendered ones, each with its segmentation.
+``world.png``: generated scenes beside rendered ones, each with its segmentation. Compiled
+programs are kept in ``--xla_cache`` (``~/.cache/gdjax/xla``), so a rerun starts sooner.
 """
 
 import os
@@ -17,7 +18,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import demo, dissect, quality  # noqa: E402
+from gdjax import compile_cache, demo, dissect, quality  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")
@@ -33,11 +34,14 @@ flags.DEFINE_integer("batch_size", 32, "images per step (a multiple of 8 x devic
 flags.DEFINE_bool("label0_quirk", False, "let label 0 compete for a unit's label (reference)")
 flags.DEFINE_bool("ties_quirk", False, "argmax ties go to the last index (reference)")
 flags.DEFINE_string("outdir", "out/dissect", "output directory")
+flags.DEFINE_string("xla_cache", compile_cache.DEFAULT,
+                    "keep compiled programs here so reruns skip compiling ('' = off)")  # fmt: skip
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
+    compile_cache.enable(FLAGS.xla_cache)
     gen, seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
     threshold = FLAGS.threshold if FLAGS.threshold == "iqr" else float(FLAGS.threshold)
     record = dissect.dissect(

@@ -69,7 +69,7 @@ def _layer_html(layer: dict) -> list[str]:
     no = ' class="no"'
     for u in layer["units"]:
         n, iou = u["unit"], u["iou"] or 0.0
-        top, seg = _url(name, "image", f"{n}-top.png"), _url(name, "image", f"{n}-seg.png")
+        top, seg = _url(name, "image", f"{n}-top.jpg"), _url(name, "image", f"{n}-seg.png")
         out.append(
             f'<tr data-unit="{n}" data-rank="{rank[n]}" data-iou="{iou:.6g}" '
             f'data-interp="{int(u["interp"])}"{"" if u["interp"] else no}>'

@@ -5,7 +5,7 @@ Field names follow the reference's ``generate_report`` (REFERENCE §3.6, §3.7) 
 work on ours. Layout under ``outdir``::
 
     dissect.json  report.html
-    <layer>/stats.npz  <layer>/bargraph.png  <layer>/image/<u>-top.png  <layer>/image/<u>-seg.png
+    <layer>/stats.npz  <layer>/bargraph.png  <layer>/image/<u>-top.jpg  <layer>/image/<u>-seg.png
 
 Deliberate differences from the reference:
 
@@ -14,8 +14,9 @@ Deliberate differences from the reference:
 * Ranking scores keep the reference's convention: **lower is better**, so metric rankings hold
   negated metrics (``'max iou'`` is ``-iou``) and the ``'label'`` ranking holds each unit's
   position (0 = first) in the label order.
-* Strips are PNG (not JPEG), the chart is PNG (not SVG) and ``report.html`` is self-contained
-  (inline CSS/JS; the reference's viewers load Vue/jQuery/bootstrap from CDNs).
+* Top-image strips are JPEG at quality 90 (the reference: 80), segmentation strips PNG, as the
+  reference; the chart is PNG (not SVG) and ``report.html`` is self-contained (inline CSS/JS;
+  the reference's viewers load Vue/jQuery/bootstrap from CDNs).
 * The strip mask is the IoU's own mask (bilinear, edge clamp, strict ``>``), not the
   reference's zero-padded spline with ``>=`` (REFERENCE §9.18), so pictures and IoU agree.
 """
@@ -98,9 +99,10 @@ def seg_strip(labels, colors, size, gap=4) -> np.ndarray:
 
 
 def save_strip(outdir: str, layer: str, unit: int, top_strip, seg) -> tuple[str, str]:
-    """Write ``<layer>/image/<unit>-top.png`` and ``-seg.png`` under ``outdir``; returns paths."""
+    """Write ``<layer>/image/<unit>-top.jpg`` (a photograph: JPEG) and ``-seg.png`` (flat
+    colours, exact: PNG) under ``outdir``; returns the paths."""
     base = os.path.join(outdir, layer, "image", f"{int(unit)}")
-    return viz.save_png(base + "-top.png", top_strip), viz.save_png(base + "-seg.png", seg)
+    return viz.save_jpeg(base + "-top.jpg", top_strip), viz.save_png(base + "-seg.png", seg)
 
 
 # ---------------------------------------------------------------------------------- records

@@ -97,7 +97,7 @@ def test_dissect_writes_report_and_resumes_identically_after_kill(tmp_path):
     unit = record["layers"][0]["units"][0]
     for field in ("unit", "iou", "iou_label", "iou_cat", "iou_iqr", "level", "interp", "top"):
         assert field in unit
-    for path in ("report.html", "layer4/bargraph.png", "layer4/image/0-top.png",
+    for path in ("report.html", "layer4/bargraph.png", "layer4/image/0-top.jpg",
                  "layer6/image/7-seg.png", "layer4/stats.npz"):  # fmt: skip
         assert (full / path).exists(), path
     # Kill -9 in the middle of the statistics passes (tests/test_cache.py covers a kill while

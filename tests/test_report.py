@@ -90,6 +90,20 @@ def test_seg_strip_colours():
     np.testing.assert_array_equal(strip[:, 8:10], 255)
 
 
+def test_saved_strips_read_back(tmp_path):
+    # The photograph strip is JPEG (close), the segmentation strip PNG (exact).
+    yy, xx = np.mgrid[:64, :160]
+    top = np.stack([yy * 4, xx * 255 // 160, np.full_like(xx, 90)], -1).astype(np.uint8)
+    seg = report.seg_strip(np.arange(12).reshape(3, 2, 2) % 5, scenes.palette(5), (64, 48))
+    paths = report.save_strip(str(tmp_path), "layer4", 7, top, seg)
+    assert [os.path.relpath(p, tmp_path) for p in paths] == [
+        os.path.join("layer4", "image", "7-top.jpg"), os.path.join("layer4", "image", "7-seg.png")
+    ]  # fmt: skip
+    back = np.asarray(Image.open(paths[0]).convert("RGB")).astype(int)
+    assert back.shape == top.shape and np.abs(back - top).mean() < 2.0
+    np.testing.assert_array_equal(np.asarray(Image.open(paths[1]).convert("RGB")), seg)
+
+
 def _inputs(seed=0, c=12, k=3):
     rng = np.random.default_rng(seed)
     n = len(LABELS)
@@ -270,7 +284,7 @@ def test_html_structure(tmp_path):
     assert '<b>&"x' in p.text and "demo<&>" in "".join(p.text)
     for src in p.srcs:
         assert os.path.exists(os.path.join(out, src)), src
-    assert len([s for s in p.srcs if s.endswith("-top.png")]) == 24
+    assert len([s for s in p.srcs if s.endswith("-top.jpg")]) == 24
 
 
 def test_bar_chart_bars(tmp_path):
