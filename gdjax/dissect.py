@@ -220,7 +220,9 @@ def dissect(
     labels, categories = list(segmenter.labels), list(segmenter.categories)
     label_category = np.array([categories.index(c) if c in categories else 0 for _, c in labels])
     label_category[0] = 0
-    common = dict(batch_size=64, ties_quirk=ties_quirk)
+    shapes = cache.output_shapes(fn, zdim, batch_size, micro)  # traces the networks once
+    stats_batch = passes.stats_batch(samples, tuple(shapes[1].shape[1:3]))
+    common = dict(batch_size=stats_batch, ties_quirk=ties_quirk)
     paths = {layer: os.path.join(outdir, layer, "result.npz") for layer in layers}
     todo = [layer for layer in layers if not os.path.exists(paths[layer])]
 
@@ -260,8 +262,6 @@ def dissect(
             # The statistics passes compile on a thread while the networks run (they leave
             # cores idle). In IQR mode the threshold set's passes then run there while the
             # networks make the main set, and the main set's pass follows them batch by batch.
-            shapes = cache.output_shapes(fn, zdim, batch_size, micro)
-            stats_batch = passes.even_batch(samples, common["batch_size"])
             pool.submit(passes.compile_passes, shapes, todo, len(labels), len(categories),
                         stats_batch, topk, threshold)  # fmt: skip
             if threshold == "iqr":

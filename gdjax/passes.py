@@ -37,11 +37,21 @@ def batches(arrays: dict, batch_size: int, desc: str, start_at: int = 0, ready=N
 
 def even_batch(n: int, target: int) -> int:
     """The divisor of ``n`` in ``[target / 2, target]`` closest to ``target`` (so every batch of
-    a pass has one shape and compiles once), else ``target``."""
-    for size in range(min(target, n), max(target // 2, 1) - 1, -1):
+    a pass has one shape and compiles once), else ``target``; ``n`` itself when it is smaller."""
+    if n <= target:
+        return max(n, 1)
+    for size in range(target, max(target // 2, 1) - 1, -1):
         if n % size == 0:
             return size
     return target
+
+
+def stats_batch(n: int, grid: tuple[int, int]) -> int:
+    """Images per statistics batch for ``n`` images whose units are counted on a ``grid``
+    (the segmentation's ``(H, W)``): about ``2**18`` values per unit and batch, so that copying
+    a unit's counters in and out of a step (up to ``2**16`` of them) stays small beside its
+    scatter; 64 to 256 images, a divisor of ``n`` where one is near (:func:`even_batch`)."""
+    return even_batch(n, max(64, min(256, 2**18 // (grid[0] * grid[1]))))
 
 
 def _named_leaves(state) -> dict:

@@ -28,6 +28,7 @@ import json
 import math
 import os
 
+import jax
 import numpy as np
 
 from gdjax import chart, page, upsample, viz
@@ -47,6 +48,7 @@ __all__ = [
 
 CATEGORY_ORDER = ("object", "scene", "part", "piece", "material", "texture", "color")
 _QUAD_SUFFIXES = ("-t", "-b", "-l", "-r")
+_upsample = jax.jit(upsample.upsample, static_argnums=(1, 2))  # one dispatch per strip
 
 
 # ---------------------------------------------------------------------------------- images
@@ -73,7 +75,7 @@ def unit_strip(images, acts, level, gap=4, dim=0.5, outline=(255, 255, 0)) -> np
     """
     images = np.asarray(images, np.uint8)
     k, h, w, _ = images.shape
-    up = np.asarray(upsample.upsample(np.asarray(acts, np.float32)[..., None], (h, w)))[..., 0]
+    up = np.asarray(_upsample(np.asarray(acts, np.float32)[..., None], (h, w), False))[..., 0]
     mask = up > level
     p = np.pad(mask, ((0, 0), (1, 1), (1, 1)), mode="edge")
     interior = p[:, :-2, 1:-1] & p[:, 2:, 1:-1] & p[:, 1:-1, :-2] & p[:, 1:-1, 2:]

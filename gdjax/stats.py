@@ -297,7 +297,7 @@ def quantile_start(n: int, qs: np.ndarray, num_units: int) -> QuantileSearch:
 
 def quantile_refine(search: QuantileSearch, state: QuantilePass) -> QuantileSearch:
     """Finalizes a pass: resolves the next ``log2(bins)`` bits of every wanted statistic."""
-    hist = np.asarray(state.hist).astype(np.int64)
+    hist = np.asarray(state.hist)
     if int(state.count) != search.n:
         raise ValueError(f"pass saw {int(state.count)} values, expected {search.n}")
     num_units, num_groups, num_bins = hist.shape
@@ -305,17 +305,20 @@ def quantile_refine(search: QuantileSearch, state: QuantilePass) -> QuantileSear
     group = np.zeros(search.prefix.shape, np.int64) if not search.widths else None
     if group is None:
         group = _group_ids(search.prefix.astype(np.uint64))
-    # Each histogram row's cumulative counts, offset so that all rows form one sorted array.
-    cum = np.cumsum(hist, axis=-1)
-    rows = np.arange(num_units)[:, None] * num_groups + group  # [C, R]
-    offset = (search.n + 1) * np.arange(num_units * num_groups, dtype=np.int64)
-    flat = (cum.reshape(num_units * num_groups, num_bins) + offset[:, None]).reshape(-1)
     want = search.ranks[None, :] - search.below  # 0-based rank inside the prefix group
-    pos = np.searchsorted(flat, want + offset[rows], side="right")
-    digit = pos - rows * num_bins
+    digit = np.empty(want.shape, np.int64)
+    before = np.empty(want.shape, np.int64)
+    # Per unit, the cumulative counts of its group rows, offset so that they form one sorted
+    # array: one search finds every wanted rank's digit.
+    offset = (search.n + 1) * np.arange(num_groups, dtype=np.int64)
+    for u in range(num_units):
+        flat = (np.cumsum(hist[u], axis=-1, dtype=np.int64) + offset[:, None]).reshape(-1)
+        pos = np.searchsorted(flat, want[u] + offset[group[u]], side="right")
+        digit[u] = pos - group[u] * num_bins
+        prev = flat[np.maximum(pos - 1, 0)] - offset[group[u]]
+        before[u] = np.where(digit[u] > 0, prev, 0)
     if np.any(digit >= num_bins) or np.any(digit < 0):
         raise ValueError("order statistic not found: did the data change between passes?")
-    before = np.where(digit > 0, flat[np.maximum(pos - 1, 0)] - offset[rows], 0)
     prefix = (search.prefix.astype(np.uint64) << np.uint64(bits)) | digit.astype(np.uint64)
     return search._replace(
         prefix=prefix.astype(np.uint32),

@@ -190,3 +190,12 @@ def test_batches_wait_for_rows_still_being_written():
     failed.fail()
     with pytest.raises(RuntimeError, match="stopped before it was complete"):
         failed.wait(1)
+
+
+def test_statistics_batches_divide_the_sample_count():
+    # About 2**18 values per unit and batch, 64 to 256 images, a divisor of n where one is near.
+    assert passes.stats_batch(1000, (32, 32)) == 250  # demo: 1024 values per image, 256 wanted
+    assert passes.stats_batch(200, (128, 128)) == 50  # full size: 64 wanted, 50 divides 200
+    assert passes.stats_batch(24, (32, 32)) == 24  # fewer images than a batch
+    assert passes.stats_batch(997, (16, 16)) == 256  # a prime: no divisor, the last batch short
+    assert [passes.even_batch(n, 64) for n in (1000, 640, 61)] == [50, 64, 61]
