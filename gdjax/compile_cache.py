@@ -1,11 +1,11 @@
 """A persistent cache of compiled XLA programs, so a rerun skips compilation.
 
-A dissection compiles the networks' program and a handful of statistics programs; on two CPU
-cores that is about 3 core-seconds for the demo models, a quarter of the run. JAX can keep
+A dissection compiles the networks' program and a handful of statistics programs: for the demo
+models about 1.5 s and 1.3 s of one core, a fifth of the run on two cores. JAX can keep
 compiled programs on disk, keyed by the program, the backend and the JAX version; a rerun, a
-resumed run or a dissection of another model with layers of the same shapes then loads them in
-a fraction of the time. The example scripts turn it on (``--xla_cache``); library functions
-never do it behind the caller's back.
+resumed run or a dissection of another model with layers of the same shapes then loads them
+(about 0.25 s each for the two groups). ``examples/dissect.py`` turns it on (``--xla_cache``);
+library functions never do it behind the caller's back.
 """
 
 from __future__ import annotations
