@@ -304,8 +304,10 @@ def dissect(
 
 
 def _lower_priority() -> None:
-    """Gives the calling thread a lower CPU priority (Linux threads have their own nice value),
-    so the networks on the main thread keep their pace and the worker takes the idle cycles."""
+    """Gives the calling thread a lower CPU priority (Linux threads have their own nice value):
+    its Python work and its XLA compilations (whose LLVM threads inherit it) yield to the
+    networks. The statistics programs themselves run on XLA's shared CPU thread pool, which no
+    thread priority reaches (measured per thread)."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     except (AttributeError, OSError):  # not Linux, or not allowed: same priority
