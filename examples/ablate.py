@@ -18,7 +18,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import ablate, ace, demo, proggan, scenes  # noqa: E402
+from gdjax import ablate, ace, compile_cache, demo, proggan, scenes  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -37,11 +37,14 @@ flags.DEFINE_integer("batch_size", 10, "images per batch")
 flags.DEFINE_integer("downsample", 1, "segmentation downsampling (the reference: 2 at 256 px)")
 flags.DEFINE_bool("sweep", False, "ablate every unit alone and record every class's change")
 flags.DEFINE_string("outdir", "runs/demo_ablate", "output directory")
+flags.DEFINE_string("xla_cache", compile_cache.DEFAULT,
+                    "keep compiled programs here so reruns skip compiling ('' = off)")  # fmt: skip
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    compile_cache.enable(FLAGS.xla_cache)
     (module, params), seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
     names = [name for name, _ in seg.labels]
     outdir = os.path.join(FLAGS.outdir, FLAGS.layer)

@@ -19,7 +19,7 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from examples import ace_flags  # noqa: E402
-from gdjax import ace, causal, demo, scenes  # noqa: E402
+from gdjax import ace, causal, compile_cache, demo, scenes  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -32,6 +32,7 @@ flags.DEFINE_integer("topn", 20, "units in the removal curves and the grid")
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    compile_cache.enable(FLAGS.xla_cache)
     (module, params), seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
     names = [name for name, _ in seg.labels]
     label = names.index(FLAGS.classname)

@@ -21,7 +21,7 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from examples import ace_flags  # noqa: E402
-from gdjax import ace, causal, demo, scenes  # noqa: E402
+from gdjax import ace, causal, compile_cache, demo, scenes  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -35,6 +35,7 @@ flags.DEFINE_integer("topn", 20, "units ablated")
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    compile_cache.enable(FLAGS.xla_cache)
     (module, params), seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
     names = [name for name, _ in seg.labels]
     cfg = ace_flags.config(FLAGS)

@@ -6,7 +6,7 @@ Defaults are the demo world at a reduced size (the reference: search 10000, trai
 
 from absl import flags
 
-from gdjax import ace
+from gdjax import ace, compile_cache
 
 
 def define() -> None:
@@ -35,6 +35,9 @@ def define() -> None:
     )
     flags.DEFINE_integer("eval_images", 200, "latents (seed 3) for the removal curves")
     flags.DEFINE_bool("mixed_units", True, "ablate ACE-ranked units by their α (the reference)")
+    flags.DEFINE_string(
+        "xla_cache", compile_cache.DEFAULT, "keep compiled programs here ('' = off)"
+    )
 
 
 def config(f: flags.FlagValues) -> ace.Config:
