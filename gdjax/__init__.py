@@ -2,7 +2,8 @@
 
 Modules, one concept each: ``proggan`` (generator), ``segmenter`` (segmenters and the label
 API), ``scenes`` (the built-in world), ``demo`` (its shipped models), ``dissect`` (unit
-labels), ``stats`` / ``iou`` / ``scores`` (streaming statistics), ``report``, ``intervene``
+labels), ``stats`` / ``topk`` / ``iou`` / ``scores`` (streaming statistics, with the per-unit
+loop of ``units``), ``report``, ``intervene``
 (edits), ``ace`` (causal effects), ``ablate`` (ablation experiments), ``causal``
 (ACE vs IoU for every class).
 """

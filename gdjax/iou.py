@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax.stats import float_key, fold_units, host_float_key, unit_slices, unit_values
+from gdjax.stats import float_key, host_float_key
+from gdjax.units import fold_units, unit_slices, unit_values
 
 __all__ = [
     "ThresholdCounts",
@@ -174,14 +175,14 @@ def counts_update(
 
     acts: float32 ``[B, H, W, C]``, activations upsampled to the segmentation grid; or raw
       ``[B, h, w, C]`` with ``transform`` the upsampling of one unit's ``[B, h, w, 1]``
-      (:func:`gdjax.stats.unit_values`), so only one unit is ever upsampled at a time.
+      (:func:`gdjax.units.unit_values`), so only one unit is ever upsampled at a time.
     seg: int32 ``[B, H, W, K]``, label per pixel and channel (0 = none), labels in ``[0, L)``.
     thresholds: float32 ``[C, T]``, non-increasing along ``T`` (``[C, 1]`` levels for the
       final IoU), or for many thresholds their :func:`threshold_table` (same counts, faster).
     label_category: int32 ``[L]``, category of each label in ``[0, G)`` (label 0 and labels of
       unknown category: category 0, as the reference).
 
-    Units are counted in a loop, ``group`` per step (:func:`gdjax.stats.fold_units`; on CPU one
+    Units are counted in a loop, ``group`` per step (:func:`gdjax.units.fold_units`; on CPU one
     at a time), each into its own contiguous counters.
     """
     num_units, num_labels, bins = state.label_hist.shape

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gdjax import iou, progress, scores, stats
+from gdjax.topk import TopK, topk_init, topk_update
 from gdjax.upsample import upsample
 
 
@@ -104,7 +105,7 @@ class MainPass(NamedTuple):
     """State of the main set's one pass: IoU counts at each unit's level, and top-k images."""
 
     counts: iou.ThresholdCounts
-    top: stats.TopK
+    top: TopK
 
 
 @functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
@@ -113,7 +114,7 @@ def main_update(state, start, acts, labels, levels, label_category, transform):
     return MainPass(
         iou.counts_update(state.counts, acts, labels.astype(jnp.int32), levels, label_category,
                           transform),
-        stats.topk_update(state.top, acts, index),
+        topk_update(state.top, acts, index),
     )  # fmt: skip
 
 
@@ -146,7 +147,7 @@ def main_pass(
     num_units = c.acts[layer].shape[-1]
     state = MainPass(
         iou.counts_init(len(label_category), num_categories, num_units, 1),
-        stats.topk_init(topk, num_units),
+        topk_init(topk, num_units),
     )
     up = upsampler(tuple(c.labels.shape[1:3]))
     args = (jnp.asarray(np.asarray(levels, np.float32)[:, None]),
@@ -180,7 +181,7 @@ def compile_passes(shapes, layers, num_labels, num_categories, batch_size, topk,
             state = jax.eval_shape(functools.partial(init, num))
             _count.lower(state, acts, labels, t, cats, transform=up).compile()
         state = jax.eval_shape(
-            lambda: MainPass(init(1), stats.topk_init(topk, num_units))  # noqa: B023
+            lambda: MainPass(init(1), topk_init(topk, num_units))  # noqa: B023
         )
         levels = jax.ShapeDtypeStruct((num_units, 1), jnp.float32)
         start = jax.ShapeDtypeStruct((), jnp.int32)

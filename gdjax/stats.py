@@ -1,9 +1,10 @@
-"""Streaming per-unit statistics: exact quantiles in bounded memory, and top-k images.
+"""Streaming per-unit statistics: exact quantiles in bounded memory.
 
-Both are ``(init, update, finalize)`` triples over fixed-shape pytrees of ``jnp`` arrays, like
-an optax transformation: ``update`` is pure, jit-able once per shape, and every accumulation is
-an integer sum or a total-order merge, so results are bit-identical however the data are split
-into batches or shards (a data-parallel caller ``psum``s histograms and ``topk_merge``s top-k).
+An ``(init, update, finalize)`` triple over fixed-shape pytrees of ``jnp`` arrays, like an optax
+transformation: ``update`` is pure, jit-able once per shape, and every accumulation is an
+integer sum, so results are bit-identical however the data are split into batches or shards (a
+data-parallel caller ``psum``s the histograms). Top-k images are :mod:`gdjax.topk`; the
+per-unit loop every pass runs is :mod:`gdjax.units`.
 
 **Exact quantiles.** The original keeps a randomised KLL sketch whose random bits come from the
 unseeded global torch RNG (REFERENCE §0.3, §3.2); here quantiles are exact, equal to
@@ -17,8 +18,8 @@ prefix, found by one table lookup per earlier pass (:func:`lookup_tables`; no se
 ``sum(bits) == 32`` bits every wanted statistic is known exactly, and the hazen interpolation is
 done as NumPy does it. Memory per pass: ``C * R * 2**bits[i]`` int32 counters and as many table
 entries (``R = 2 * len(qs)`` targets; ``C * 2**bits[0]`` in pass 0), e.g. 104 MB for C=512,
-100 qs, 8 bits. Units are histogrammed one after another in a loop (:func:`unit_values`), each
-into its own contiguous row.
+100 qs, 8 bits. Units are histogrammed one after another in a loop (:func:`gdjax.units.fold_units`),
+each into its own contiguous row.
 Limits: fewer than ``2**31`` values per unit; values float32, not NaN (``-0.0`` and subnormals
 count as ``0.0``).
 """
@@ -33,12 +34,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gdjax.units import fold_units, unit_slices, unit_values
+
 __all__ = [
     "QuantilePass",
     "QuantileSearch",
-    "TopK",
     "compile_quantiles",
-    "fold_units",
     "exact_quantiles",
     "float_key",
     "host_float_key",
@@ -50,12 +51,6 @@ __all__ = [
     "quantile_refine",
     "quantile_start",
     "quantile_update",
-    "topk_init",
-    "topk_merge",
-    "topk_update",
-    "unit_slices",
-    "unit_values",
-    "units_per_step",
 ]
 
 DEFAULT_BITS = (16, 8, 8)
@@ -170,65 +165,6 @@ def lookup_tables(search: QuantileSearch) -> tuple[np.ndarray, ...]:
     return tuple(tables)
 
 
-def unit_slices(values: jax.Array) -> jax.Array:
-    """``[..., C]`` -> ``[C, ...]``: the layout per-unit loops index by unit."""
-    return jnp.moveaxis(values, -1, 0)
-
-
-def unit_values(
-    slices: jax.Array, unit: jax.Array, transform: Callable[[jax.Array], jax.Array] | None = None
-) -> jax.Array:
-    """Flat float32 values of one unit (``unit`` may be traced) from :func:`unit_slices`.
-
-    ``transform`` maps a one-unit batch ``[..., 1]`` to its values ``[..., 1]`` (it must treat
-    units independently, as upsampling does), so only one unit's values exist at a time.
-    """
-    x = jax.lax.dynamic_index_in_dim(slices, unit, keepdims=False)
-    if transform is not None:
-        x = transform(x[..., None])[..., 0]
-    return x.reshape(-1).astype(jnp.float32)
-
-
-def units_per_step(num_units: int, requested: int | None = None) -> int:
-    """How many units a per-unit loop handles per step: ``requested``, else 1 on CPU (each
-    unit's counters stay in cache) and all units on accelerators (few large kernels); always a
-    divisor of ``num_units``."""
-    group = requested or (1 if jax.default_backend() == "cpu" else num_units)
-    group = max(1, min(group, num_units))
-    while num_units % group:
-        group -= 1
-    return group
-
-
-def fold_units(
-    num_units: int, one_unit: Callable, rows, group: int | None = None
-):  # fmt: skip
-    """``rows`` (a pytree of arrays whose leading axis is the unit) with row ``u`` replaced by
-    ``one_unit(u, row_u)`` for every unit: a loop over groups of :func:`units_per_step` units,
-    ``vmap`` within a group. Any grouping gives the same result (tested)."""
-    group = units_per_step(num_units, group)
-    if group == 1:
-
-        def body(u, rows):
-            row = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, u, keepdims=False), rows)
-            new = one_unit(u, row)
-            return jax.tree.map(
-                lambda a, n: jax.lax.dynamic_update_index_in_dim(a, n, u, 0), rows, new
-            )
-
-        return jax.lax.fori_loop(0, num_units, body, rows)
-
-    def group_body(i, rows):
-        start = i * group
-        part = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, group), rows)
-        new = jax.vmap(one_unit)(start + jnp.arange(group, dtype=jnp.int32), part)
-        return jax.tree.map(
-            lambda a, n: jax.lax.dynamic_update_slice_in_dim(a, n, start, 0), rows, new
-        )
-
-    return jax.lax.fori_loop(0, num_units // group, group_body, rows)
-
-
 def quantile_update(
     state: QuantilePass,
     values: jax.Array,
@@ -239,11 +175,11 @@ def quantile_update(
     """Adds ``values`` (float32 ``[..., C]``, any leading shape) to a pass's histogram.
 
     ``tables``: :func:`lookup_tables` of the search so far (``()`` in pass 0). ``transform``
-    (optional): see :func:`unit_values`, e.g. upsampling raw activations. Bit positions follow
-    from the shapes, so passes of equal shapes share one compilation. Units are done in a loop
-    (:func:`fold_units`, ``group`` units per step): on CPU one at a time, so that one unit's
-    values, table rows and histogram row stay in cache, several times faster than one scatter
-    over all units.
+    (optional): see :func:`gdjax.units.unit_values`, e.g. upsampling raw activations. Bit
+    positions follow from the shapes, so passes of equal shapes share one compilation. Units
+    are done in a loop (:func:`gdjax.units.fold_units`, ``group`` units per step): on CPU one
+    at a time, so that one unit's values, table rows and histogram row stay in cache, several
+    times faster than one scatter over all units.
     """
     num_units, num_groups, num_bins = state.hist.shape
     bits = num_bins.bit_length() - 1
@@ -391,7 +327,7 @@ def exact_quantiles(
     ``batches_fn()`` must yield the same batches (float32 ``[..., C]``, shapes may vary)
     every time it is called; it is called ``len(bits)`` times (``sum(bits)`` must be 32).
     ``transform`` (optional, traced into the jitted update) maps one unit's slice ``[..., 1]``
-    of a yielded batch to its values (:func:`unit_values`).
+    of a yielded batch to its values (:func:`gdjax.units.unit_values`).
     Equals ``np.quantile(all_values.reshape(-1, C), qs, axis=0, method='hazen').T``.
     """
     if sum(bits) != 32:
@@ -414,44 +350,3 @@ def exact_quantiles(
             search = quantile_start(int(state.count), qs, state.hist.shape[0])
         search = quantile_refine(search, state)
     return quantile_finalize(search, qs)
-
-
-class TopK(NamedTuple):
-    """Per-unit top-k images by spatial max.
-
-    values: float32 ``[k, C]``, descending per unit (``-inf`` in unfilled slots).
-    index: int32 ``[k, C]``, global image index of each value (``2**31 - 1`` when unfilled).
-    Order: larger value first, ties to the lower image index, so the result is a pure function
-    of the multiset of (value, index) pairs and :func:`topk_merge` is associative.
-    """
-
-    values: jax.Array
-    index: jax.Array
-
-
-def topk_init(k: int, num_units: int) -> TopK:
-    """Empty top-k state."""
-    return TopK(
-        values=jnp.asarray(np.full((k, num_units), -np.inf, np.float32)),
-        index=jnp.asarray(np.full((k, num_units), np.iinfo(np.int32).max, np.int32)),
-    )
-
-
-def topk_merge(a: TopK, b: TopK) -> TopK:
-    """Top-k of the union of two states (or of a state and a batch's candidates)."""
-    k = a.values.shape[0]
-    values = jnp.concatenate([a.values, b.values], axis=0)
-    values = jnp.where(values == 0, jnp.float32(0), values)
-    index = jnp.concatenate([a.index, b.index], axis=0)
-    neg, index = jax.lax.sort((-values, index), dimension=0, num_keys=2)
-    return TopK(-neg[:k], index[:k])
-
-
-def topk_update(state: TopK, acts: jax.Array, index: jax.Array) -> TopK:
-    """Adds a batch: ``acts`` float32 ``[B, h, w, C]`` (raw, not upsampled, as the reference's
-    ``RunningTopK`` on ``value.view(N, C, -1).max(2)``), ``index`` int32 ``[B]`` global image
-    indices. Batches smaller than ``k`` are fine; padding images can be given value ``-inf``.
-    """
-    peak = jnp.max(acts, axis=(1, 2)).astype(jnp.float32)  # [B, C]
-    cand = TopK(peak, jnp.broadcast_to(index.astype(jnp.int32)[:, None], peak.shape))
-    return topk_merge(state, cand)

@@ -7,7 +7,8 @@ import pytest
 from bruteforce import bincounts, iou_all, iqr_search, topk, upsample
 
 from gdjax import iou as iou_lib
-from gdjax import scores, stats
+from gdjax import scores, stats, units
+from gdjax import topk as topk_lib
 from gdjax.upsample import interpolation_matrix
 from gdjax.upsample import upsample as gd_upsample
 
@@ -118,16 +119,20 @@ def test_topk_matches_bruteforce_and_merges():
     acts = np.round(rng.standard_normal((23, 3, 3, 5)), 1).astype(np.float32)  # ties
     index = np.arange(100, 123)
     ref_v, ref_i = topk(acts, index, 7)
-    update = jax.jit(stats.topk_update)
-    state = stats.topk_init(7, 5)
+    update = jax.jit(topk_lib.topk_update)
+    state = topk_lib.topk_init(7, 5)
     for lo in range(0, 23, 4):
         state = update(state, jnp.asarray(acts[lo : lo + 4]), jnp.asarray(index[lo : lo + 4]))
     np.testing.assert_array_equal(state.values, ref_v)
     np.testing.assert_array_equal(state.index, ref_i)
     # Shards in any order merge to the same bytes.
-    a = stats.topk_update(stats.topk_init(7, 5), jnp.asarray(acts[15:]), jnp.asarray(index[15:]))
-    b = stats.topk_update(stats.topk_init(7, 5), jnp.asarray(acts[:15]), jnp.asarray(index[:15]))
-    merged = stats.topk_merge(a, b)
+    a = topk_lib.topk_update(
+        topk_lib.topk_init(7, 5), jnp.asarray(acts[15:]), jnp.asarray(index[15:])
+    )
+    b = topk_lib.topk_update(
+        topk_lib.topk_init(7, 5), jnp.asarray(acts[:15]), jnp.asarray(index[:15])
+    )
+    merged = topk_lib.topk_merge(a, b)
     assert np.asarray(merged.values).tobytes() == np.asarray(state.values).tobytes()
     np.testing.assert_array_equal(merged.index, ref_i)
 
@@ -254,6 +259,17 @@ def test_iou_scores_match_bruteforce(denominators):
     np.testing.assert_allclose(labels.iou, ref_iou.max(0), atol=1e-12)
     np.testing.assert_array_equal(labels.interp, (labels.iou > 0.05) & (labels.iqr > 0.01))
     assert labels.label[4] == 0 and not labels.interp[4]  # dead unit: IoU 0, no label
+
+
+def test_units_per_step_divides_the_unit_count():
+    assert units.units_per_step(128) == (1 if jax.default_backend() == "cpu" else 128)
+    assert [units.units_per_step(6, g) for g in (4, 3, 9, 0)] == [
+        3,
+        3,
+        6,
+        6 if jax.default_backend() != "cpu" else 1,
+    ]
+    assert units.units_per_step(7, 4) == 1  # 7 is prime
 
 
 def test_unit_groups_and_per_unit_upsampling_change_nothing():
