@@ -3,9 +3,9 @@
 Modules, one concept each: ``proggan`` (generator), ``segmenter`` (segmenters and the label
 API), ``scenes`` (the built-in world), ``demo`` (its shipped models), ``dissect`` (unit
 labels), ``stats`` / ``topk`` / ``iou`` / ``scores`` (streaming statistics, with the per-unit
-loop of ``units``), ``report``, ``intervene``
-(edits), ``ace`` (causal effects), ``ablate`` (ablation experiments), ``causal``
-(ACE vs IoU for every class).
+loop of ``units``), ``report``, ``intervene`` (edits), ``ace`` (causal effects), ``ablate``
+(ablation experiments), ``causal`` (ACE vs IoU for every class), ``compile_cache`` (compiled
+programs kept on disk).
 """
 
 from gdjax import (

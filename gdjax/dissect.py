@@ -259,9 +259,9 @@ def dissect(
 
     with ThreadPoolExecutor(max_workers=1, initializer=_lower_priority) as pool:
         try:
-            # The statistics passes compile on a thread while the networks run (they leave
-            # cores idle). In IQR mode the threshold set's passes then run there while the
-            # networks make the main set, and the main set's pass follows them batch by batch.
+            # The statistics passes compile on a thread while the networks run. In IQR mode the
+            # threshold set's passes then run there while the networks make the main set, and
+            # the main set's pass follows them batch by batch.
             pool.submit(passes.compile_passes, shapes, todo, len(labels), len(categories),
                         stats_batch, topk, threshold)  # fmt: skip
             if threshold == "iqr":
