@@ -46,9 +46,7 @@ def units_per_step(num_units: int, requested: int | None = None) -> int:
     return group
 
 
-def fold_units(
-    num_units: int, one_unit: Callable, rows, group: int | None = None
-):  # fmt: skip
+def fold_units(num_units: int, one_unit: Callable, rows, group: int | None = None):
     """``rows`` (a pytree of arrays whose leading axis is the unit) with row ``u`` replaced by
     ``one_unit(u, row_u)`` for every unit: a loop over groups of :func:`units_per_step` units,
     ``vmap`` within a group. Any grouping gives the same result (tested)."""
