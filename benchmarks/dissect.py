@@ -19,8 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax import cache, compile_cache, dissect, proggan, segtrain
+from gdjax import compile_cache, dissect, proggan
 from gdjax import segmenter as seglib
+from gdjax.dissect import cache
+from gdjax.world import train_segmenter
 
 
 def models(setup: str):
@@ -30,7 +32,7 @@ def models(setup: str):
 
             return demo.generator(), demo.segmenter(), "shipped demo models"
         except FileNotFoundError:
-            seg = seglib.from_config(segtrain.demo_config(), key=jax.random.key(0))
+            seg = seglib.from_config(train_segmenter.demo_config(), key=jax.random.key(0))
             return proggan.init((128, 128, 128, 64, 32, 16)), seg, "demo configs, random weights"
     from benchmarks.segmenter import UPP
 

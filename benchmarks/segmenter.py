@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from gdjax import segmenter as S
-from gdjax.labels import Vocab
+from gdjax.models.labels import Vocab
 
 OBJECTS = ("-",) + tuple(f"o{i}" for i in range(1, 336))
 UPP = {

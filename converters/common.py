@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from gdjax.checkpoint import ParamMismatchError, check_tree, unflatten
+from gdjax.models.checkpoint import ParamMismatchError, check_tree, unflatten
 
 __all__ = [
     "ConversionError",

@@ -31,8 +31,8 @@ from converters.common import (
     sha256,
 )
 from gdjax import segmenter
-from gdjax.checkpoint import flatten
-from gdjax.labels import upp_vocab_from_tables
+from gdjax.models.checkpoint import flatten
+from gdjax.models.labels import upp_vocab_from_tables
 
 _LEAF = {
     "kernel": "weight",
@@ -83,7 +83,7 @@ def _scales(n: int, pool_scales) -> list[int]:
 
 
 def infer_config(enc, dec, labels=None, kind=None, pool_scales=None, seg_sizes=None) -> dict:
-    """Segmenter config (see ``gdjax.segmenter.from_config``) from state-dict shapes + labels."""
+    """Segmenter config (``gdjax.models.segmenter.from_config``) from state-dict shapes, labels."""
     kind = kind or infer_kind(dec)
     model = _encoder_arch(enc)
     labels = labels or {}

@@ -1,4 +1,4 @@
-"""Ablate units of a layer and measure how much of a class disappears (REFERENCE §4.4).
+"""Ablate units of a layer and measure how much of a class disappears (reference §4.4).
 
     python examples/ablate.py --classname tree                 # top-30 curves, IoU vs ACE
     python examples/ablate.py --classname tree --units 12,40,7  # explicit units
@@ -18,8 +18,15 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import ablate, ace, compile_cache, demo, proggan, scenes  # noqa: E402
+from gdjax import (
+    ablate,  # noqa: E402
+    ace,  # noqa: E402
+    compile_cache,  # noqa: E402
+    demo,  # noqa: E402
+    proggan,  # noqa: E402
+)
 from gdjax import segmenter as seglib  # noqa: E402
+from gdjax.report import draw  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")
@@ -79,7 +86,7 @@ def main(argv):
     out = ablate.experiment(
         outdir, module, params, mask_fn, z, FLAGS.layer, FLAGS.classname, orders,
         n_max=FLAGS.n, batch_size=FLAGS.batch_size, grid_n=min(20, FLAGS.n),
-        segment_fn=segment_fn, colorize=scenes.colorize,
+        segment_fn=segment_fn, colorize=draw.colorize,
     )  # fmt: skip
     for rank in orders:
         r = out[rank]["removed"]

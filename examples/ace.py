@@ -1,4 +1,4 @@
-"""Learn which units of a layer cause a class (ACE α, REFERENCE §4.2) and evaluate them.
+"""Learn which units of a layer cause a class (ACE α, reference §4.2) and evaluate them.
 
     python examples/ace.py --classname tree
     python examples/ace.py --classname door --generator runs/gen --segmenter runs/seg \
@@ -19,8 +19,14 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from examples import ace_flags  # noqa: E402
-from gdjax import ace, causal, compile_cache, demo, scenes  # noqa: E402
+from gdjax import (
+    ace,  # noqa: E402
+    causal,  # noqa: E402
+    compile_cache,  # noqa: E402
+    demo,  # noqa: E402
+)
 from gdjax import segmenter as seglib  # noqa: E402
+from gdjax.report import draw  # noqa: E402
 
 FLAGS = flags.FLAGS
 ace_flags.define()
@@ -44,7 +50,7 @@ def main(argv):
         eval_images=FLAGS.eval_images, topn=FLAGS.topn,
         insertion_quantile=FLAGS.insertion_quantile, mixed_units=FLAGS.mixed_units,
         segment_fn=lambda im: seglib.segment(seg, im, FLAGS.downsample),
-        colorize=scenes.colorize, label=label,
+        colorize=draw.colorize, label=label,
     )  # fmt: skip
     print(f"{FLAGS.classname} (label {label}): α started at {r['alpha_start']}")
     print("top units by α: " + ", ".join(

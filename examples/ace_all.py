@@ -21,8 +21,14 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from examples import ace_flags  # noqa: E402
-from gdjax import ace, causal, compile_cache, demo, scenes  # noqa: E402
+from gdjax import (
+    ace,  # noqa: E402
+    causal,  # noqa: E402
+    compile_cache,  # noqa: E402
+    demo,  # noqa: E402
+)
 from gdjax import segmenter as seglib  # noqa: E402
+from gdjax.report import draw  # noqa: E402
 
 FLAGS = flags.FLAGS
 ace_flags.define()
@@ -46,7 +52,7 @@ def main(argv):
         eval_images=FLAGS.eval_images, topn=FLAGS.topn,
         insertion_quantile=FLAGS.insertion_quantile, mixed_units=FLAGS.mixed_units,
         segment_fn=lambda im: seglib.segment(seg, im, FLAGS.downsample),
-        colorize=scenes.colorize,
+        colorize=draw.colorize,
         settings_extra={"generator": FLAGS.generator, "segmenter": FLAGS.segmenter,
                         "downsample": FLAGS.downsample, "dissect": FLAGS.dissect},
     )  # fmt: skip

@@ -41,7 +41,7 @@ def define() -> None:
 
 
 def config(f: flags.FlagValues) -> ace.Config:
-    """The :class:`gdjax.ace.Config` the parsed flags describe."""
+    """The :class:`gdjax.intervene.ace.Config` the parsed flags describe."""
     return ace.Config(
         layer=f.layer, search_size=f.search_size, train_size=f.train_size,
         eval_size=f.eval_size, inference_batch_size=f.inference_batch_size,

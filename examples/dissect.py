@@ -18,7 +18,12 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import compile_cache, demo, dissect, quality  # noqa: E402
+from gdjax import (
+    compile_cache,  # noqa: E402
+    demo,  # noqa: E402
+    dissect,  # noqa: E402
+)
+from gdjax.world import quality  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")

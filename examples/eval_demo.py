@@ -11,22 +11,23 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import demo, segtrain  # noqa: E402
+from gdjax import demo  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
+from gdjax.world import train_segmenter  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("segmenter", None, "segmenter checkpoint directory (default: the demo one)")
 flags.DEFINE_integer("n", 2000, "held-out scenes")
-flags.DEFINE_integer("seed", segtrain.EVAL_SEED, "scene seed (training uses 0)")
+flags.DEFINE_integer("seed", train_segmenter.EVAL_SEED, "scene seed (training uses 0)")
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     seg = seglib.load(FLAGS.segmenter) if FLAGS.segmenter else demo.segmenter()
-    result = segtrain.evaluate(seg, FLAGS.n, FLAGS.seed)
+    result = train_segmenter.evaluate(seg, FLAGS.n, FLAGS.seed)
     print(f"{FLAGS.segmenter or demo.SEGMENTER}: {FLAGS.n} scenes of seed {FLAGS.seed}")
-    print(segtrain.format_evaluation(result))
+    print(train_segmenter.format_evaluation(result))
     print(f"segment(): {result['images_per_second']:.0f} images/s (batches of 200)")
 
 

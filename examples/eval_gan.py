@@ -18,7 +18,12 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import demo, proggan, quality, scenes  # noqa: E402
+from gdjax import (
+    demo,  # noqa: E402
+    proggan,  # noqa: E402
+    scenes,  # noqa: E402
+)
+from gdjax.world import quality  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")

@@ -11,7 +11,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import proggan, viz  # noqa: E402
+from gdjax import proggan  # noqa: E402
+from gdjax.report import draw  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -36,9 +37,9 @@ def main(argv):
     module, params = load(FLAGS.generator)
     z = proggan.sample_z(FLAGS.n, FLAGS.seed, module.sizes[0])
     images, _ = module.apply({"params": params}, z)
-    tiles = viz.to_uint8(images)
+    tiles = draw.to_uint8(images)
     scale = max(1, 128 // tiles.shape[1])
-    out = viz.save_png(FLAGS.out, viz.enlarge(viz.grid(tiles, 8), scale))
+    out = draw.save_png(FLAGS.out, draw.enlarge(draw.grid(tiles, 8), scale))
     print(
         f"wrote {out}: {FLAGS.n} images of {tiles.shape[1]}x{tiles.shape[2]} from {FLAGS.generator}"
     )

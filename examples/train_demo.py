@@ -1,8 +1,8 @@
 """Train the built-in demo world's models: the demo GAN and the demo segmenter.
 
     python examples/train_demo.py --what=generator --outdir runs/demo_gan --images 400000
-    python examples/train_demo.py --what=generator --export gdjax/assets/demo/generator
-    python examples/train_demo.py --what=segmenter --export gdjax/assets/demo/segmenter
+    python examples/train_demo.py --what=generator --export gdjax/world/assets/demo/generator
+    python examples/train_demo.py --what=segmenter --export gdjax/world/assets/demo/segmenter
 
 Resumes from the latest checkpoint in --outdir (default runs/demo_gan or runs/demo_segmenter);
 Ctrl-C saves one. --export writes the EMA generator (or the segmenter) of the latest checkpoint
@@ -16,8 +16,15 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import gan, proggan, scenes, segtrain  # noqa: E402
+from gdjax import (
+    proggan,  # noqa: E402
+    scenes,  # noqa: E402
+)
 from gdjax import segmenter as seglib  # noqa: E402
+from gdjax.world import (
+    train_gan,  # noqa: E402
+    train_segmenter,  # noqa: E402
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("what", "generator", ["generator", "segmenter"], "which demo model to train")
@@ -26,18 +33,18 @@ flags.DEFINE_integer("images", 400_000, "train until this many real images have 
 flags.DEFINE_integer("seed", 0, "initialization and latent seed")
 flags.DEFINE_integer("data_seed", 1000, "generator: seed of the rendered scenes stream")
 flags.DEFINE_integer("batch_size", 16, "images per step")
-flags.DEFINE_integer("steps", segtrain.Config().steps, "segmenter: train until this step")
+flags.DEFINE_integer("steps", train_segmenter.Config().steps, "segmenter: train until this step")
 flags.DEFINE_integer("checkpoint_every", 500, "steps between checkpoints")
 flags.DEFINE_string("export", None, "write the EMA generator (or the segmenter) here when done")
 
 
 def segmenter():
     outdir = FLAGS.outdir or "runs/demo_segmenter"
-    cfg = segtrain.Config(steps=FLAGS.steps, batch_size=FLAGS.batch_size)
-    seg, info = segtrain.train(
+    cfg = train_segmenter.Config(steps=FLAGS.steps, batch_size=FLAGS.batch_size)
+    seg, info = train_segmenter.train(
         outdir, cfg=cfg, seed=FLAGS.seed, checkpoint_every=FLAGS.checkpoint_every
     )
-    print(segtrain.format_evaluation(segtrain.evaluate(seg)))
+    print(train_segmenter.format_evaluation(train_segmenter.evaluate(seg)))
     if FLAGS.export:
         seglib.save(FLAGS.export, seg, recipe="examples/train_demo.py --what=segmenter",
                     train=cfg._asdict(), seed=FLAGS.seed, **info)  # fmt: skip
@@ -51,12 +58,14 @@ def main(argv):
     if FLAGS.what == "segmenter":
         return segmenter()
     FLAGS.outdir = FLAGS.outdir or "runs/demo_gan"
-    cfg = gan.Config(batch_size=FLAGS.batch_size)
+    cfg = train_gan.Config(batch_size=FLAGS.batch_size)
 
     def data(start, n):
         return scenes.render(FLAGS.data_seed, n, start=start)[0]
 
-    state = gan.train(FLAGS.outdir, data, FLAGS.images, cfg, FLAGS.seed, FLAGS.checkpoint_every)
+    state = train_gan.train(
+        FLAGS.outdir, data, FLAGS.images, cfg, FLAGS.seed, FLAGS.checkpoint_every
+    )
     if FLAGS.export:
         module = proggan.Generator(tuple(cfg.sizes))
         images = int(state.step) * cfg.batch_size

@@ -1,30 +1,30 @@
 """gdjax: GAN Dissection in JAX/Flax.
 
-Modules, one concept each: ``proggan`` (generator), ``segmenter`` (segmenters and the label
-API), ``scenes`` (the built-in world), ``demo`` (its shipped models), ``dissect`` (unit
-labels), ``stats`` / ``topk`` / ``iou`` / ``scores`` (streaming statistics, with the per-unit
-loop of ``units``), ``report``, ``intervene`` (edits), ``ace`` (causal effects), ``ablate``
-(ablation experiments), ``causal`` (ACE vs IoU for every class), ``compile_cache`` (compiled
-programs kept on disk).
+Subpackages, one concern each:
+
+* :mod:`gdjax.models` — the networks: ``proggan`` (generator), ``segmenter`` (segmenters and the
+  label API, with the ``upernet`` heads, ``resnet`` encoders, ``labels`` vocabularies and
+  ``resample`` operators), ``checkpoint`` (parameter files);
+* :mod:`gdjax.dissect` — unit labels: the run (:func:`gdjax.dissect.dissect`), its settings and
+  per-layer results, the generate-once ``cache``, counting ``passes`` with ``quantiles``,
+  ``counts``, ``topk`` and ``scores``;
+* :mod:`gdjax.report` — the one owner of ``dissect.json`` (``record``), unit ``strips``, the HTML
+  ``page``, ``chart`` and ``plots``, and ``draw`` (pictures, palette);
+* :mod:`gdjax.intervene` — edits as values, ``ace`` (causal effects), ``ablate`` (ablation
+  experiments), ``causal`` (ACE vs IoU for every class);
+* :mod:`gdjax.world` — the built-in world: ``scenes``, the shipped ``demo`` models, their
+  training (``train_gan``, ``train_segmenter``) and ``quality``.
+
+``progress`` (progress bars) and ``compile_cache`` (compiled programs kept on disk) serve them
+all. The names a user needs most are re-exported here.
 """
 
-from gdjax import (
-    ablate,
-    ace,
-    causal,
-    demo,
-    dissect,
-    intervene,
-    proggan,
-    report,
-    scenes,
-    scores,
-    segmenter,
-    stats,
-)
-from gdjax.intervene import Edit, apply_edit
-from gdjax.proggan import Generator, sample_z
-from gdjax.segmenter import Segmenter, class_score, segment
+from gdjax import dissect, intervene, report
+from gdjax.intervene import Edit, ablate, ace, apply_edit, causal
+from gdjax.models import proggan, segmenter
+from gdjax.models.proggan import Generator, sample_z
+from gdjax.models.segmenter import Segmenter, class_score, segment
+from gdjax.world import demo, scenes
 
 __version__ = "0.1.0"
 
@@ -44,8 +44,6 @@ __all__ = [
     "report",
     "sample_z",
     "scenes",
-    "scores",
     "segment",
     "segmenter",
-    "stats",
 ]

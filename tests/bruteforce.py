@@ -1,4 +1,4 @@
-"""Brute-force NumPy versions of the reference's dissection statistics (REFERENCE §3.3-3.6, §12).
+"""Brute-force NumPy versions of the reference's dissection statistics (reference §3.3-3.6, §12).
 
 Written straight from the formulas, image by image and pixel mask by pixel mask, with none of
 the histogram tricks of ``gdjax``: slow, small data only.
@@ -112,7 +112,7 @@ def iqr_search(acts, seg, tau, label_category, fractions, num_labels, last=False
 
 
 def bincounts(acts, seg, levels, label_category, num_labels):
-    """``collect_bincounts`` + ``score_tally_stats`` literally, image by image (REFERENCE §3.5).
+    """``collect_bincounts`` + ``score_tally_stats`` literally, image by image (reference §3.5).
     Returns ``(iou, iqr)`` ``[L, C]`` with category denominators."""
     n_img, height, width, units = acts.shape
     num_cats = int(label_category.max()) + 1

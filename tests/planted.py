@@ -3,7 +3,7 @@
 ``z [N, 4]`` -> ``layer1 [N, 4, 4, 6]`` = softplus(z A + P) -> image ``[N, 8, 8, 3]`` (nearest
 x2): red = tanh(2 (h1 + h3) - 7), green/blue read the other units only. The class is "red":
 ``score = sigmoid(10 (red - 0.2))``, ``mask = red > 0.2``; so units 1 and 3 cause it and no
-other unit has any effect on it. Same call as :class:`gdjax.proggan.Generator`.
+other unit has any effect on it. Same call as :class:`gdjax.models.proggan.Generator`.
 """
 
 import dataclasses

@@ -8,7 +8,8 @@ import planted
 import pytest
 from PIL import Image
 
-from gdjax import ablate, intervene, proggan, scenes
+from gdjax import ablate, intervene, proggan
+from gdjax.report import draw
 
 LAYER = "layer1"
 
@@ -84,7 +85,7 @@ def test_experiment_writes_files(gen, tmp_path):
     orders = {"units": ([1, 3, 0], None), "ace": ([0, 2, 1], np.full(6, 0.5, np.float32))}
     out = ablate.experiment(str(tmp_path), module, params, planted.mask, z, LAYER, "red", orders,
                             n_max=3, batch_size=4, grid_images=3, grid_n=2, segment_fn=_segment,
-                            colorize=scenes.colorize, show=False)  # fmt: skip
+                            colorize=draw.colorize, show=False)  # fmt: skip
     with open(tmp_path / "red-units.json") as f:
         rec = json.load(f)
     assert rec["ablation_units"] == [1, 3, 0] and rec["metric"] == "units"

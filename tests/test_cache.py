@@ -9,12 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gdjax import cache, proggan
+from gdjax import proggan
+from gdjax.dissect import cache
 
 SIZES = (16, 32, 16, 8)
 WORKER = """
 import sys, numpy as np, jax, jax.numpy as jnp
-from gdjax import cache, proggan
+from gdjax import proggan
+from gdjax.dissect import cache
 module, params = proggan.init({sizes}, seed=1)
 def fn(z):
     images, acts = module.apply({{"params": params}}, z, capture=("layer2", "layer4"))

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from gdjax import checkpoint, demo, proggan, quality, scenes
+from gdjax import demo, proggan, scenes
+from gdjax.models import checkpoint
+from gdjax.world import quality
 
 N = 1000
 

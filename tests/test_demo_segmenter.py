@@ -8,8 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gdjax import checkpoint, demo, scenes, segtrain
+from gdjax import demo, scenes
 from gdjax import segmenter as seglib
+from gdjax.models import checkpoint
+from gdjax.world import train_segmenter
 
 needs_weights = pytest.mark.skipif(
     not os.path.isdir(demo.SEGMENTER), reason="demo segmenter weights not shipped"
@@ -23,8 +25,8 @@ def seg():
 
 @needs_weights
 def test_shipped_segmenter_meets_targets(seg):
-    result = segtrain.evaluate(seg, n=2000, seed=segtrain.EVAL_SEED)
-    print(segtrain.format_evaluation(result))
+    result = train_segmenter.evaluate(seg, n=2000, seed=train_segmenter.EVAL_SEED)
+    print(train_segmenter.format_evaluation(result))
     assert result["confusion"].sum() == 2000 * 64 * 64
     assert set(result["iou"]) == {name for name, _ in scenes.LABELS[1:]}
     assert result["pixel_accuracy"] >= 0.95
@@ -38,7 +40,7 @@ def test_shipped_segmenter_config_and_downsample(seg):
     assert config["steps"] > 0 and config["train_seconds"] > 0
     assert seg.labels == tuple(tuple(x) for x in scenes.LABELS)
     assert demo.segmenter() is seg  # cached
-    images, labels = scenes.render(segtrain.EVAL_SEED, 16)
+    images, labels = scenes.render(train_segmenter.EVAL_SEED, 16)
     out = np.asarray(seglib.segment(seg, jnp.asarray(images), downsample=2))
     assert out.shape == (16, 32, 32, 1) and out.dtype == np.int32
     assert out.min() >= 1 and out.max() < len(scenes.LABELS)  # '-' is never predicted
@@ -55,27 +57,27 @@ def test_missing_generator_says_how_to_make_it(monkeypatch, tmp_path):
 
 
 def _tiny():
-    config = segtrain.demo_config(stem=(4, 4, 8), planes=(4, 4, 4, 4), dim=8)
+    config = train_segmenter.demo_config(stem=(4, 4, 8), planes=(4, 4, 4, 4), dim=8)
     config["preprocess"]["seg_sizes"] = [32]
     return config
 
 
 # One configuration for both training tests, so the jitted step compiles once.
-TINY_CFG = segtrain.Config(steps=12, batch_size=4, lr=1e-2, warmup=1)
+TINY_CFG = train_segmenter.Config(steps=12, batch_size=4, lr=1e-2, warmup=1)
 
 
 def test_step_learns_and_compiles_once():
     config = _tiny()
     seg = jax.eval_shape(lambda: seglib.from_config(config))  # module and prep
-    variables = segtrain._init(seg.module, 32)(jax.random.key(0))  # shared with train()
+    variables = train_segmenter._init(seg.module, 32)(jax.random.key(0))  # shared with train()
     cfg = TINY_CFG
-    opt = segtrain._optimizer(cfg)
+    opt = train_segmenter._optimizer(cfg)
     params = variables["params"]
-    state = segtrain.TrainState(
+    state = train_segmenter.TrainState(
         jnp.zeros((), jnp.int32), params, variables["batch_stats"], opt.init(params)
     )
     state = jax.device_put(state, jax.devices()[0])  # committed, as train() does
-    step = segtrain.make_step(seg.module, seg.prep, cfg, 0)
+    step = train_segmenter.make_step(seg.module, seg.prep, cfg, 0)
     images, labels = scenes.render(0, 4, 32)
     losses = []
     for _ in range(12):  # the same batch: the loss must go down
@@ -89,12 +91,12 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     config, cfg = _tiny(), TINY_CFG
     quiet = dict(log=lambda _: None, checkpoint_every=2)
     # Stopped after step 3 (a checkpoint is written at the stop), then resumed to step 4.
-    segtrain.train(str(tmp_path / "a"), config, cfg, until=3, **quiet)
-    a, info_a = segtrain.train(str(tmp_path / "a"), config, cfg, until=4, **quiet)
-    b, info_b = segtrain.train(str(tmp_path / "b"), config, cfg, until=4, **quiet)
+    train_segmenter.train(str(tmp_path / "a"), config, cfg, until=3, **quiet)
+    a, info_a = train_segmenter.train(str(tmp_path / "a"), config, cfg, until=4, **quiet)
+    b, info_b = train_segmenter.train(str(tmp_path / "b"), config, cfg, until=4, **quiet)
     assert info_a["steps"] == info_b["steps"] == 4
     seg = seglib.from_config(config)
-    assert segtrain.make_step(seg.module, seg.prep, cfg, 0)._cache_size() == 1  # resumed too
+    assert train_segmenter.make_step(seg.module, seg.prep, cfg, 0)._cache_size() == 1  # resumed too
     log = [json.loads(line) for line in open(tmp_path / "a" / "log.jsonl")]
     assert [r["step"] for r in log] == [2, 3, 4]
     jax.tree.map(
@@ -103,8 +105,8 @@ def test_training_resumes_to_the_same_weights(tmp_path):
         b.variables,
     )
     # Nothing left to do: the checkpoint is loaded as it is; other settings are refused.
-    c, info_c = segtrain.train(str(tmp_path / "a"), config, cfg, until=4, **quiet)
+    c, info_c = train_segmenter.train(str(tmp_path / "a"), config, cfg, until=4, **quiet)
     assert info_c["steps"] == 4
     jax.tree.map(np.testing.assert_array_equal, c.variables, a.variables)
     with pytest.raises(ValueError, match="holds a different training run"):
-        segtrain.train(str(tmp_path / "a"), config, cfg._replace(steps=13), **quiet)
+        train_segmenter.train(str(tmp_path / "a"), config, cfg._replace(steps=13), **quiet)

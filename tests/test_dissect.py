@@ -14,14 +14,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gdjax import cache, dissect, passes, proggan, scenes, segtrain
+from gdjax import dissect, proggan, scenes
 from gdjax import segmenter as seglib
+from gdjax.dissect import cache, passes, run
+from gdjax.world import train_segmenter
 
 GEN_SIZES = (16, 16, 16, 8, 8, 8)  # 64x64 output; layer4 is 8x8 with 16 units
-SEG_CONFIG = segtrain.demo_config(stem=(8, 8, 8), planes=(8, 8, 8, 8), depths=(1, 1, 1, 1), dim=8)
+SEG_CONFIG = train_segmenter.demo_config(
+    stem=(8, 8, 8), planes=(8, 8, 8, 8), depths=(1, 1, 1, 1), dim=8
+)
 WORKER = """
 import sys, jax
-from gdjax import dissect, proggan, segtrain, segmenter as seglib
+from gdjax import dissect, proggan, segmenter as seglib
+from gdjax.world import train_segmenter as segtrain
 assert len(jax.local_devices()) == int(sys.argv[2])
 seg = seglib.from_config(segtrain.demo_config(stem=(8, 8, 8), planes=(8, 8, 8, 8),
                                               depths=(1, 1, 1, 1), dim=8), key=jax.random.key(0))
@@ -71,7 +76,7 @@ def planted_cache(n=48):
 def test_planted_units_get_iou_one_and_their_label(tmp_path, threshold):
     main = planted_cache()
     label_category = np.zeros(len(scenes.LABELS), int)
-    res = dissect.dissect_layer(
+    res = run.dissect_layer(
         "x", main, main, label_category, 1, workdir=str(tmp_path), threshold=threshold,
         batch_size=16,
     )  # fmt: skip

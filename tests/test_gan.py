@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from gdjax import gan
+from gdjax.world import train_gan
 
-CFG = gan.Config(sizes=(16, 16, 16, 8), batch_size=4, r1_every=2)  # 16x16 images
+CFG = train_gan.Config(sizes=(16, 16, 16, 8), batch_size=4, r1_every=2)  # 16x16 images
 
 
 def data(start, n):
@@ -18,18 +18,22 @@ def leaves(state):
 
 
 def test_discriminator_shapes_and_param_names():
-    state = gan.init_state(CFG, 0)
+    state = train_gan.init_state(CFG, 0)
     assert set(state.d_params) >= {"from_rgb", "block0_conv0", "final_dense", "logit"}
-    _, d = gan.models(CFG)
+    _, d = train_gan.models(CFG)
     logits = d.apply({"params": state.d_params}, data(0, 4))
     assert logits.shape == (4,)
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     quiet = lambda s: None  # noqa: E731
-    full = gan.train(str(tmp_path / "a"), data, 40, CFG, seed=3, checkpoint_every=5, log=quiet)
-    gan.train(str(tmp_path / "b"), data, 20, CFG, seed=3, checkpoint_every=5, log=quiet)
-    resumed = gan.train(str(tmp_path / "b"), data, 40, CFG, seed=3, checkpoint_every=5, log=quiet)
+    full = train_gan.train(
+        str(tmp_path / "a"), data, 40, CFG, seed=3, checkpoint_every=5, log=quiet
+    )
+    train_gan.train(str(tmp_path / "b"), data, 20, CFG, seed=3, checkpoint_every=5, log=quiet)
+    resumed = train_gan.train(
+        str(tmp_path / "b"), data, 40, CFG, seed=3, checkpoint_every=5, log=quiet
+    )
     assert int(full.step) == int(resumed.step) == 10
     for a, b in zip(leaves(full), leaves(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -40,4 +44,6 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     with pytest.raises(
         ValueError, match=r"different training run \(settings differ: batch_size=4\)"
     ):
-        gan.train(str(tmp_path / "b"), data, 40, CFG._replace(batch_size=8), seed=3, log=quiet)
+        train_gan.train(
+            str(tmp_path / "b"), data, 40, CFG._replace(batch_size=8), seed=3, log=quiet
+        )

@@ -24,7 +24,7 @@ def test_layer_names_and_param_count():
 
 
 def test_wscale_constants_match_reference():
-    # REFERENCE §1.2: scale = gain / sqrt(fan_in), gain sqrt(2)/k (1 for the output block).
+    # reference §1.2: scale = gain / sqrt(fan_in), gain sqrt(2)/k (1 for the output block).
     module = proggan.Generator(tuple(LSUN256))
     params = proggan.abstract_params(module)
     got = {}

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from gdjax import quality
+from gdjax.world import quality
 
 
 def test_frechet_distance_closed_forms():

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from gdjax import chart, report, scenes
+from gdjax import report, scenes
+from gdjax.report import chart, draw
 
 LABELS = [
     ("-", "object"),
@@ -81,7 +82,7 @@ def test_unit_strip_whole_image_active_has_no_outline():
 
 def test_seg_strip_colours():
     labels = np.array([[[0, 1], [2, 3]], [[3, 3], [1, 0]]])
-    colors = scenes.palette(4)
+    colors = draw.palette(4)
     strip = report.seg_strip(labels, colors, (8, 8), gap=2)
     assert strip.shape == (8, 18, 3)
     for i in range(2):
@@ -94,7 +95,7 @@ def test_saved_strips_read_back(tmp_path):
     # The photograph strip is JPEG (close), the segmentation strip PNG (exact).
     yy, xx = np.mgrid[:64, :160]
     top = np.stack([yy * 4, xx * 255 // 160, np.full_like(xx, 90)], -1).astype(np.uint8)
-    seg = report.seg_strip(np.arange(12).reshape(3, 2, 2) % 5, scenes.palette(5), (64, 48))
+    seg = report.seg_strip(np.arange(12).reshape(3, 2, 2) % 5, draw.palette(5), (64, 48))
     paths = report.save_strip(str(tmp_path), "layer4", 7, top, seg)
     assert [os.path.relpath(p, tmp_path) for p in paths] == [
         os.path.join("layer4", "image", "7-top.jpg"), os.path.join("layer4", "image", "7-seg.png")
@@ -217,7 +218,7 @@ REQUIRED_UNIT += " iqr iqr_label iqr_cat iqr_level iqr_quantile iqr_iou"
 def _record():
     layers = [report.layer_record(f"layer{i}", **_inputs(seed=i)) for i in (1, 2)]
     settings = {"size": 100, "seed": 1}
-    return report.report_record("demo<&>", layers, LABELS, scenes.palette(6), settings=settings)
+    return report.report_record("demo<&>", layers, LABELS, draw.palette(6), settings=settings)
 
 
 def test_json_round_trip(tmp_path):
@@ -349,9 +350,9 @@ def demo(outdir="/tmp/report_demo", n=24, k=6):
     for u in range(c):
         ix = top_idx[:, u]
         top = report.unit_strip(images[ix], acts[ix, ..., u], levels[u])
-        strips.append(("layer4", u, top, report.seg_strip(seg[ix], scenes.palette(nl), (64, 64))))
+        strips.append(("layer4", u, top, report.seg_strip(seg[ix], draw.palette(nl), (64, 64))))
     rec = report.report_record(
-        "scenes-demo", [layer], labels, scenes.palette(nl), settings={"size": n}
+        "scenes-demo", [layer], labels, draw.palette(nl), settings={"size": n}
     )
     return report.write_report(outdir, rec, strips)
 

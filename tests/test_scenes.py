@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gdjax import scenes
-from gdjax.scenes import (
+from gdjax.report import draw
+from gdjax.world.scenes import (
     BUILDING,
     CLOUD,
     DOOR,
@@ -170,13 +171,13 @@ def test_class_frequencies_brute_force():
 
 
 def test_palette_and_colorize():
-    big, small = scenes.palette(300), scenes.palette(12)
+    big, small = draw.palette(300), draw.palette(12)
     np.testing.assert_array_equal(big[:12], small)
     assert big.dtype == np.uint8 and big.shape == (300, 3)
     assert tuple(big[0]) == (0, 0, 0)
     assert len(np.unique(big, axis=0)) == 300
     labels = np.array([[0, 1, 299], [-1, 5, 5]])
-    rgb = scenes.colorize(labels)
+    rgb = draw.colorize(labels)
     assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb[0, 2], big[299])
     np.testing.assert_array_equal(rgb[1, 0], (0, 0, 0))

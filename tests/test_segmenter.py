@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gdjax import segmenter as S
-from gdjax.labels import Vocab, connected_components, label_maps, quad_channels
-from gdjax.resample import adaptive_avg_matrix, bilinear_matrix, prroi_matrix, resample
+from gdjax.models.labels import Vocab, connected_components, label_maps, quad_channels
+from gdjax.models.resample import adaptive_avg_matrix, bilinear_matrix, prroi_matrix, resample
 
 UPP_CSV = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "upp_labels")
 
@@ -95,7 +95,7 @@ def test_label_numbering_hand_example():
 def test_upp_vocabulary_has_1729_labels():
     if not os.path.isdir(UPP_CSV):
         pytest.skip("Broden+ label tables not available")
-    from gdjax.labels import upp_vocab_from_tables
+    from gdjax.models.labels import upp_vocab_from_tables
 
     read = lambda f: [r for r in csv.DictReader(open(os.path.join(UPP_CSV, f)))]  # noqa: E731
     objects = [r["name"] for r in read("object.csv")]
@@ -217,7 +217,9 @@ def test_train_mode_logits_and_batch_stats(tiny):
 def test_quad_segmenter_runs_in_the_sharded_cache(tiny, tmp_path):
     # The dissection cache runs the segmenter under shard_map; the quad sub-labels' while_loop
     # must type-check there (its loop flag is varying over the batch axis).
-    from gdjax import cache, proggan, viz
+    from gdjax import proggan
+    from gdjax.dissect import cache
+    from gdjax.report import draw
 
     module, params = proggan.init((16, 16, 16, 8, 8), seed=0)  # 32x32 images
     fn = cache.model_fn(module, params, tiny, ["layer4"], 2, images=True)
@@ -226,5 +228,5 @@ def test_quad_segmenter_runs_in_the_sharded_cache(tiny, tmp_path):
     images = module.apply({"params": params}, jnp.asarray(z))[0]
     np.testing.assert_array_equal(got.labels, np.asarray(S.segment(tiny, images, 2)))
     assert got.labels.shape == (8, 16, 16, 5) and got.labels[..., 3:].max() > 0
-    diff = np.abs(got.images.astype(int) - viz.to_uint8(images).astype(int))
+    diff = np.abs(got.images.astype(int) - draw.to_uint8(images).astype(int))
     assert got.images.dtype == np.uint8 and diff.max() <= 1  # float rounding at .5 boundaries

@@ -19,7 +19,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from converters import segmenter as conv  # noqa: E402
 from gdjax import segmenter as S  # noqa: E402
-from gdjax.checkpoint import ParamMismatchError  # noqa: E402
+from gdjax.models.checkpoint import ParamMismatchError  # noqa: E402
 from tests import torch_segmenter as T  # noqa: E402
 
 OBJECTS = ["-"] + [f"obj{i}" for i in range(1, 336)]

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from bruteforce import bincounts, iou_all, iqr_search, topk, upsample
 
-from gdjax import iou as iou_lib
-from gdjax import scores, stats, units
-from gdjax import topk as topk_lib
-from gdjax.upsample import interpolation_matrix
-from gdjax.upsample import upsample as gd_upsample
+from gdjax.dissect import counts as iou_lib
+from gdjax.dissect import quantiles, scores, units
+from gdjax.dissect import topk as topk_lib
+from gdjax.models.resample import interpolation_matrix
+from gdjax.models.resample import upsample as gd_upsample
 
 # ---------------------------------------------------------------- upsampling
 
@@ -59,16 +59,18 @@ QS = np.concatenate(
 def test_exact_quantiles_equal_numpy_hazen(bits):
     x = _tied_values()
     splits = [x[:400], x[400:401], x[401:]]
-    got = stats.exact_quantiles(lambda: iter(splits), QS, bits=bits)
+    got = quantiles.exact_quantiles(lambda: iter(splits), QS, bits=bits)
     with np.errstate(invalid="ignore"):
         ref = np.quantile(x.astype(np.float64), QS, axis=0, method="hazen").T
     np.testing.assert_allclose(got, ref, rtol=1e-6)
     # Same bytes however the data are batched, and with a transform traced into the update.
-    other = stats.exact_quantiles(
+    other = quantiles.exact_quantiles(
         lambda: (x[i : i + 128] for i in range(0, len(x), 128)), QS, bits=bits
     )
     assert got.tobytes() == other.tobytes()
-    doubled = stats.exact_quantiles(lambda: iter([x / 2]), QS, bits=bits, transform=lambda v: v * 2)
+    doubled = quantiles.exact_quantiles(
+        lambda: iter([x / 2]), QS, bits=bits, transform=lambda v: v * 2
+    )
     assert got.tobytes() == doubled.tobytes()
 
 
@@ -77,11 +79,11 @@ def test_host_float_key_equals_device_key_and_inverts():
     x = np.concatenate([x, [-np.inf, np.float32(-1e-45), np.float32(1e-45), -0.0]]).astype(
         np.float32
     )
-    keys = stats.host_float_key(x)
-    np.testing.assert_array_equal(keys, np.asarray(stats.float_key(jnp.asarray(x))))
+    keys = quantiles.host_float_key(x)
+    np.testing.assert_array_equal(keys, np.asarray(quantiles.float_key(jnp.asarray(x))))
     assert np.all(np.diff(keys[np.argsort(x, kind="stable")].astype(np.int64)) >= 0)
     flushed = np.where(np.abs(x) < np.finfo(np.float32).tiny, 0.0, x)  # subnormals count as 0
-    np.testing.assert_array_equal(stats.key_to_float(keys), flushed)
+    np.testing.assert_array_equal(quantiles.key_to_float(keys), flushed)
 
 
 def test_quantile_update_compiles_once_per_shape():
@@ -89,10 +91,10 @@ def test_quantile_update_compiles_once_per_shape():
 
     def counted(*args):
         traces.append(1)
-        return stats.quantile_update(*args)
+        return quantiles.quantile_update(*args)
 
     update = jax.jit(counted)
-    state = stats.quantile_init(6, 4, 8)
+    state = quantiles.quantile_init(6, 4, 8)
     tables = (jnp.zeros((6, 2**16), jnp.int32), jnp.zeros((6, 4, 2**8), jnp.int32))
     for seed in range(4):
         x = jnp.asarray(_tied_values(seed, 64))
@@ -108,7 +110,7 @@ def test_exact_quantiles_detects_changing_data():
         return iter([np.full((10, 2), len(calls), np.float32)])
 
     with pytest.raises(ValueError, match="change"):
-        stats.exact_quantiles(batches, [0.5])
+        quantiles.exact_quantiles(batches, [0.5])
 
 
 # ---------------------------------------------------------------- top-k
@@ -194,7 +196,7 @@ def test_threshold_table_counts_equal_direct_comparisons():
 
 def _taus(acts, num=12):
     fr = scores.iqr_fractions(num)
-    q = stats.exact_quantiles(lambda: iter([acts]), 1 - fr)
+    q = quantiles.exact_quantiles(lambda: iter([acts]), 1 - fr)
     return fr, scores.monotone_thresholds(q)
 
 
@@ -291,18 +293,20 @@ def test_unit_groups_and_per_unit_upsampling_change_nothing():
             for x, y in zip(jax.tree.leaves(ref), jax.tree.leaves(got), strict=True):
                 assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), (group, transform)
     qs = 1 - fr
-    want = stats.exact_quantiles(lambda: iter([acts]), qs)
+    want = quantiles.exact_quantiles(lambda: iter([acts]), qs)
     for group in (1, 2, 6):
         search, state = None, None
-        update = jax.jit(stats.quantile_update, static_argnames=("transform", "group"))
-        for b in stats.DEFAULT_BITS:
-            tables = () if search is None else tuple(map(jnp.asarray, stats.lookup_tables(search)))
-            state = stats.quantile_init(6, 1 if search is None else 2 * qs.size, b)
+        update = jax.jit(quantiles.quantile_update, static_argnames=("transform", "group"))
+        for b in quantiles.DEFAULT_BITS:
+            tables = (
+                () if search is None else tuple(map(jnp.asarray, quantiles.lookup_tables(search)))
+            )
+            state = quantiles.quantile_init(6, 1 if search is None else 2 * qs.size, b)
             state = update(state, raw, tables, transform=up, group=group)
             if search is None:
-                search = stats.quantile_start(int(state.count), qs, 6)
-            search = stats.quantile_refine(search, state)
-        assert stats.quantile_finalize(search, qs).tobytes() == want.tobytes(), group
+                search = quantiles.quantile_start(int(state.count), qs, 6)
+            search = quantiles.quantile_refine(search, state)
+        assert quantiles.quantile_finalize(search, qs).tobytes() == want.tobytes(), group
 
 
 def test_counts_update_compiles_once():

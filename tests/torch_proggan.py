@@ -1,4 +1,4 @@
-"""Our own PyTorch reference of the original Progressive GAN generator (REFERENCE §1.1–1.3).
+"""Our own PyTorch reference of the original Progressive GAN generator (reference §1.1–1.3).
 
 Written from the documented facts, NCHW, with the original state-dict names, so the converter
 can be tested against it. ``forward`` returns the image and every block's output by name.

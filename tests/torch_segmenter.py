@@ -1,4 +1,4 @@
-"""Our own PyTorch reference of the CSAIL segmenters, written from REFERENCE.md §2 and §13.
+"""Our own PyTorch reference of the CSAIL segmenters, written from docs/reference.md §2 and §13.
 
 State-dict names match the original checkpoints. Precise RoI pooling is computed here the way
 the CUDA kernel does it — a closed-form integral of the bilinear patch of every cell a bin

@@ -24,7 +24,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["CATEGORIES", "LABELS", "class_frequencies", "colorize", "palette", "render"]
+__all__ = ["CATEGORIES", "LABELS", "class_frequencies", "render"]
 
 LABELS = [
     ("-", "object"),
@@ -105,37 +105,6 @@ def class_frequencies(labels, num_classes: int) -> np.ndarray:
     """Fraction of pixels of each class: float64 ``[num_classes]`` from int labels of any shape."""
     labels = np.asarray(labels).ravel()
     return np.bincount(labels, minlength=num_classes)[:num_classes] / max(labels.size, 1)
-
-
-@functools.lru_cache(maxsize=16)
-def palette(num_labels: int) -> np.ndarray:
-    """A fixed colour per label: uint8 ``[num_labels, 3]``; label 0 is black.
-
-    Prefix-stable (``palette(n)`` is a prefix of ``palette(m)`` for ``n < m``): the first labels get
-    the natural colours of this module's ``LABELS``, the rest golden-ratio hues with varying
-    saturation and value, so any segmenter's label map can be shown with it.
-    """
-    fixed = [(0, 0, 0), (110, 170, 240), (235, 235, 250), (130, 110, 160), (20, 70, 170)]
-    fixed += [(70, 190, 60), (90, 90, 95), (20, 100, 30), (220, 190, 120), (190, 40, 30)]
-    fixed += [(250, 230, 40), (140, 70, 20)]
-    i = np.arange(num_labels)
-    hue = (i * 0.618033988749895) % 1.0
-    sat = 0.55 + 0.45 * ((i * 7) % 5) / 4
-    val = 0.65 + 0.35 * ((i * 3) % 4) / 3
-    k = (hue[:, None] * 6 + np.array([5, 3, 1])) % 6  # HSV -> RGB, vectorized
-    rgb = val[:, None] * (1 - sat[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1))
-    out = np.round(rgb * 255).astype(np.uint8)
-    m = min(num_labels, len(fixed))
-    out[:m] = np.array(fixed[:m], np.uint8)
-    out.setflags(write=False)
-    return out
-
-
-def colorize(labels) -> np.ndarray:
-    """Colours int labels ``[...]`` with ``palette``: uint8 ``[..., 3]``; labels < 0 are black."""
-    labels = np.asarray(labels)
-    pal = palette(int(labels.max(initial=0)) + 1)
-    return pal[np.maximum(labels, 0)]
 
 
 def _seed_int(seed_or_key) -> int:

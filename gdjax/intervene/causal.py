@@ -2,9 +2,9 @@
 
 For one class (:func:`run_class`, what ``examples/ace.py`` runs) or every class with enough
 interpretable units (:func:`run_all`, ``examples/ace_all.py``): learn α
-(:func:`gdjax.ace.optimize`), ablate the top ``topn`` units by α and by the ``<class>-iou``
-ranking over the whole map (:func:`gdjax.ablate.experiment`, REFERENCE §4.4) and record the
-fraction of class pixels removed, the paper's measure (REFERENCE §14: 20 units, whole-image
+(:func:`.ace.optimize`), ablate the top ``topn`` units by α and by the ``<class>-iou``
+ranking over the whole map (:func:`.ablate.experiment`, reference §4.4) and record the
+fraction of class pixels removed, the paper's measure (reference §14: 20 units, whole-image
 ablation, 1000 latents of seed 3; here ``eval_images`` latents of seed 3). As in the
 reference notebook that produced §14's numbers, each ACE-ranked unit is ablated by its α
 (``mixed_units``; α ≤ 1, so never more than a full ablation), IoU-ranked units fully;
@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gdjax import ablate, ace, checkpoint, proggan
+from gdjax.intervene import ablate, ace
+from gdjax.models import checkpoint, proggan
 
 RESULT = "result.json"
 
@@ -65,7 +66,7 @@ def run_class(
 
     α starts from ``dissect_path``'s ``<class>-iou`` ranking (IoU / max IoU) when present, else
     0.5. Writes into ``outdir``: ``alpha.npy``, ``snapshots/``, ``summary.json``
-    (:func:`gdjax.ace.save`, with ``extra``), the curves ``<class>-{ace,iou}.json``, their plot
+    (:func:`.ace.save`, with ``extra``), the curves ``<class>-{ace,iou}.json``, their plot
     and a before/after grid (segmentation rows with ``segment_fn`` and ``colorize``); adds the
     ``<class>-ace`` ranking (``-α``) to ``dissect_path``; writes ``result.json`` last.
     ``insertion_quantile`` inserts each unit's level at that quantile instead of the
@@ -221,7 +222,7 @@ def run_all(
 ) -> dict:
     """:func:`run_class` for every :func:`eligible` class, resumably; summary and table.
 
-    ``class_fns(name)`` gives a class's :class:`gdjax.ace.ClassFns` (for a segmenter:
+    ``class_fns(name)`` gives a class's :class:`gdjax.intervene.ace.ClassFns` (for a segmenter:
     ``lambda c: ace.segmenter_fns(seg, labels.index(c), downsample)``); ``labels``: label
     names by number. Writes ``<outdir>/<layer>/<class>/`` per class, ``summary.json``
     (:func:`summarize`, plus ``paths``) and ``summary.txt`` (:func:`table`) in

@@ -1,8 +1,8 @@
 """Dissection: label every unit of some generator layers with the concept it matches best.
 
-Pipeline (REFERENCE §3, with the PNAS variant of §12 as options):
+Pipeline (reference §3, with the PNAS variant of §12 as options):
 
-1. :mod:`gdjax.cache` runs the generator and the segmenter once per latent set (``seed``, and
+1. :mod:`.cache` runs the generator and the segmenter once per latent set (``seed``, and
    ``train_seed`` for the IQR thresholds) and keeps raw activations, label maps and the images
    (for the strips) on disk.
 2. Per layer, every statistic is a pass over the cache: activations are upsampled to the
@@ -10,14 +10,14 @@ Pipeline (REFERENCE §3, with the PNAS variant of §12 as options):
    (``threshold='iqr'``: 100 top fractions and the IQR search on the threshold set; or a
    number ``q``: each unit's exact ``1 - q`` quantile), then one pass on the main set for the
    top-k images by spatial max and the final IoU counts.
-3. :mod:`gdjax.scores` turns counts into IoU / IQR and unit labels; :mod:`gdjax.report` writes
+3. :mod:`.scores` turns counts into IoU / IQR and unit labels; :mod:`gdjax.report` writes
    ``dissect.json`` (the reference's field names), ``<layer>/stats.npz``, image strips, a bar
    chart per layer and ``report.html``.
 
 Overlap: every statistics program is compiled on a worker thread while the networks fill the
 first cache. In IQR mode the threshold set (made first) is then counted on that thread while
 the networks make the main set, and the main set's pass follows the networks batch by batch
-(:class:`gdjax.cache.Watch`), so little is left to do once the last image is made.
+(:class:`gdjax.dissect.cache.Watch`), so little is left to do once the last image is made.
 
 Counting passes save their state with orbax after a batch at most every ``checkpoint_seconds``
 (30 s by default; a shorter pass is simply redone) and finished layers keep their results in
@@ -34,8 +34,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from gdjax import cache, checkpoint, passes, proggan, progress, report, scenes, scores, stats
-from gdjax import segmenter as seglib
+from gdjax import progress
+from gdjax.dissect import cache, passes, quantiles, scores
+from gdjax.models import checkpoint, proggan
+from gdjax.models import segmenter as seglib
+from gdjax.report import draw, strips
+from gdjax.report import record as report
 
 RESULT_FIELDS = ("levels", "best", "top_values", "top_indices", "iou", "iqr", "lc", "cc", "ic")
 
@@ -68,17 +72,17 @@ def layer_levels(
     up = passes.upsampler(tuple(c.labels.shape[1:3]))
     batch_size = passes.even_batch(c.size, batch_size)
 
-    def quantiles(qs, name):
+    def levels_at(qs, name):
         def batches():
             arrays = {"a": c.acts[layer]}
             return (b["a"] for _, b in passes.batches(arrays, batch_size, name, ready=ready))
 
-        return stats.exact_quantiles(batches, qs, transform=up)
+        return quantiles.exact_quantiles(batches, qs, transform=up)
 
     if threshold != "iqr":
-        return {"levels": quantiles([1 - float(threshold)], f"{layer} quantile")[:, 0]}
+        return {"levels": levels_at([1 - float(threshold)], f"{layer} quantile")[:, 0]}
     taus = scores.monotone_thresholds(
-        quantiles(1 - scores.iqr_fractions(), f"{layer} threshold quantiles")
+        levels_at(1 - scores.iqr_fractions(), f"{layer} threshold quantiles")
     )
     counts = passes.threshold_counts(
         c, layer, taus, label_category, num_categories,
@@ -111,7 +115,7 @@ def layer_scores(
     """Top-k images and IoU counts on the main set at the units' ``levels``
     (:func:`layer_levels`), in one pass: the layer's result, a dict of numpy arrays
     (``RESULT_FIELDS`` plus any ``max_iqr*`` from ``levels``). ``ready(stop)`` (optional)
-    blocks until the main set's first ``stop`` images exist (:class:`gdjax.cache.Watch`)."""
+    blocks until the main set's first ``stop`` images exist (:class:`gdjax.dissect.cache.Watch`)."""
     batch_size = passes.even_batch(main.size, batch_size)
     num_units = main.acts[layer].shape[-1]
     level = np.asarray(levels["levels"], np.float32)
@@ -277,7 +281,7 @@ def dissect(
             watch.fail()  # the worker stops at its next batch instead of finishing its passes
             raise
 
-    records, strips = [], {}
+    records, strip_units = [], {}
     for layer in layers:
         _nan_check(layer, main.acts[layer])
         with np.load(paths[layer]) as f:
@@ -292,9 +296,9 @@ def dissect(
             max_iqr_iou=result.get("max_iqr_iou"),
             iou_threshold=iou_threshold, iqr_threshold=iqr_threshold,
         ))  # fmt: skip
-        strips[layer] = result["top_indices"][:strip_images]
-    colors = scenes.palette(len(labels))
-    _write_strips(outdir, main, strips, records, colors)
+        strip_units[layer] = result["top_indices"][:strip_images]
+    colors = draw.palette(len(labels))
+    _write_strips(outdir, main, strip_units, records, colors)
     record = report.report_record(
         netname, records, labels, colors, settings=settings, quantile_threshold=threshold,
         iou_threshold=iou_threshold, iqr_threshold=iqr_threshold,
@@ -314,18 +318,18 @@ def _lower_priority() -> None:
         pass
 
 
-def _write_strips(outdir, main, strips, records, colors):
+def _write_strips(outdir, main, strip_units, records, colors):
     """Write every unit's strip of top images (from the cache) and of their segmentations.
 
     Units are drawn and PNG-encoded on a few threads (the encoder releases the GIL)."""
 
     def write(job):
         layer, unit, level = job
-        idx = [int(i) for i in strips[layer][:, unit] if 0 <= int(i) < main.size]
+        idx = [int(i) for i in strip_units[layer][:, unit] if 0 <= int(i) < main.size]
         imgs = np.asarray(main.images[idx])
-        top_strip = report.unit_strip(imgs, np.asarray(main.acts[layer][idx, :, :, unit]), level)
-        seg = report.seg_strip(np.asarray(main.labels[idx, :, :, 0]), colors, imgs.shape[1:3])
-        report.save_strip(outdir, layer, unit, top_strip, seg)
+        top_strip = strips.unit_strip(imgs, np.asarray(main.acts[layer][idx, :, :, unit]), level)
+        seg = strips.seg_strip(np.asarray(main.labels[idx, :, :, 0]), colors, imgs.shape[1:3])
+        strips.save_strip(outdir, layer, unit, top_strip, seg)
 
     jobs = [(r["layer"], u["unit"], u["level"]) for r in records for u in r["units"]]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:

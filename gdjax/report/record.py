@@ -1,7 +1,7 @@
 """Dissection results as files a person can open: JSON, statistics, unit strips, chart and (with
-:mod:`gdjax.page`) the HTML report.
+:mod:`gdjax.report.page`) the HTML report.
 
-Field names follow the reference's ``generate_report`` (REFERENCE §3.6, §3.7) so its readers
+Field names follow the reference's ``generate_report`` (reference §3.6, §3.7) so its readers
 work on ours. Layout under ``outdir``::
 
     dissect.json  report.html
@@ -10,7 +10,7 @@ work on ours. Layout under ``outdir``::
 Deliberate differences from the reference:
 
 * ``iou_threshold`` is a plain float (the reference writes a 1-element list, a trailing-comma
-  bug, REFERENCE §9.16).
+  bug, reference §9.16).
 * Ranking scores keep the reference's convention: **lower is better**, so metric rankings hold
   negated metrics (``'max iou'`` is ``-iou``) and the ``'label'`` ranking holds each unit's
   position (0 = first) in the label order.
@@ -18,7 +18,7 @@ Deliberate differences from the reference:
   reference; the chart is PNG (not SVG) and ``report.html`` is self-contained (inline CSS/JS;
   the reference's viewers load Vue/jQuery/bootstrap from CDNs).
 * The strip mask is the IoU's own mask (bilinear, edge clamp, strict ``>``), not the
-  reference's zero-padded spline with ``>=`` (REFERENCE §9.18), so pictures and IoU agree.
+  reference's zero-padded spline with ``>=`` (reference §9.18), so pictures and IoU agree.
 """
 
 from __future__ import annotations
@@ -28,83 +28,22 @@ import json
 import math
 import os
 
-import jax
 import numpy as np
 
-from gdjax import chart, page, upsample, viz
+from gdjax.report import chart, page, strips
 
 __all__ = [
     "CATEGORY_ORDER",
     "layer_record",
     "report_record",
     "save_stats",
-    "save_strip",
-    "seg_strip",
     "unit_records",
-    "unit_strip",
     "write_json",
     "write_report",
 ]
 
 CATEGORY_ORDER = ("object", "scene", "part", "piece", "material", "texture", "color")
 _QUAD_SUFFIXES = ("-t", "-b", "-l", "-r")
-_upsample = jax.jit(upsample.upsample, static_argnums=(1, 2))  # one dispatch per strip
-
-
-# ---------------------------------------------------------------------------------- images
-
-
-def _row(tiles: np.ndarray, gap: int) -> np.ndarray:
-    """uint8 ``[k, H, W, 3]`` -> ``[H, k*(W+gap)-gap, 3]`` with white gaps."""
-    k, h, w, _ = tiles.shape
-    out = np.full((h, k * (w + gap) - gap, 3), 255, np.uint8)
-    for i, tile in enumerate(tiles):
-        out[:, i * (w + gap) : i * (w + gap) + w] = tile
-    return out
-
-
-def unit_strip(images, acts, level, gap=4, dim=0.5, outline=(255, 255, 0)) -> np.ndarray:
-    """The unit's top images with its active region shown: uint8 ``[H, k*(W+gap)-gap, 3]``.
-
-    ``images``: uint8 ``[k, H, W, 3]``; ``acts``: float ``[k, h, w]`` raw activation maps;
-    ``level``: the unit's threshold. ``acts`` is upsampled to ``[H, W]`` by
-    :func:`gdjax.upsample.upsample` (half-pixel bilinear, edge clamp, as the IoU); the mask is
-    ``act > level``. Outside the mask pixels are ``uint8(x * dim)`` (truncated); mask pixels
-    with a 4-neighbour outside the mask become ``outline`` (the image border is not "outside",
-    so a region touching it is not outlined there); the other mask pixels are unchanged.
-    """
-    images = np.asarray(images, np.uint8)
-    k, h, w, _ = images.shape
-    up = np.asarray(_upsample(np.asarray(acts, np.float32)[..., None], (h, w), False))[..., 0]
-    mask = up > level
-    p = np.pad(mask, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    interior = p[:, :-2, 1:-1] & p[:, 2:, 1:-1] & p[:, 1:-1, :-2] & p[:, 1:-1, 2:]
-    edge = mask & ~interior
-    out = np.where(mask[..., None], images, (images * np.float32(dim)).astype(np.uint8))
-    out[edge] = np.asarray(outline, np.uint8)
-    return _row(out, gap)
-
-
-def seg_strip(labels, colors, size, gap=4) -> np.ndarray:
-    """Segmentations as colours: uint8 ``[H, k*(W+gap)-gap, 3]`` for ``size = (H, W)``.
-
-    ``labels``: int ``[k, h, w]`` (one channel); ``colors``: uint8 ``[L, 3]`` palette (labels
-    outside ``[0, L)`` are clipped). Nearest upsampling at pixel centres: output row ``t``
-    reads row ``floor((t + 0.5) * h / H)`` (a plain repeat for integer factors).
-    """
-    labels = np.asarray(labels)
-    k, h, w = labels.shape
-    rows = ((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64)
-    cols = ((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64)
-    big = labels[:, rows][:, :, cols]
-    return _row(np.take(np.asarray(colors, np.uint8), big, axis=0, mode="clip"), gap)
-
-
-def save_strip(outdir: str, layer: str, unit: int, top_strip, seg) -> tuple[str, str]:
-    """Write ``<layer>/image/<unit>-top.jpg`` (a photograph: JPEG) and ``-seg.png`` (flat
-    colours, exact: PNG) under ``outdir``; returns the paths."""
-    base = os.path.join(outdir, layer, "image", f"{int(unit)}")
-    return viz.save_jpeg(base + "-top.jpg", top_strip), viz.save_png(base + "-seg.png", seg)
 
 
 # ---------------------------------------------------------------------------------- records
@@ -127,7 +66,7 @@ def unit_records(
     interp=None, max_iqr=None, max_iqr_level=None, max_iqr_quantile=None, max_iqr_iou=None,
     iou_threshold=0.05, iqr_threshold=0.01,
 ) -> list[dict]:  # fmt: skip
-    """One reference unit record per unit (REFERENCE §3.6, §3.7).
+    """One reference unit record per unit (reference §3.6, §3.7).
 
     ``labels``: ``[(name, category)] * L`` (label 0 is ``'-'``); ``iou``, ``iqr`` (IQR scores),
     ``ic``: ``[L, C]``; ``best``: int ``[C]`` label per unit (argmax of ``max_iqr`` in IQR mode,
@@ -287,7 +226,7 @@ def report_record(
     netname, layers, labels, colors, *, meta=None, settings=None, quantile_threshold="iqr",
     iou_threshold=0.05, iqr_threshold=0.01,
 ) -> dict:  # fmt: skip
-    """The ``dissect.json`` top level (REFERENCE §3.7).
+    """The ``dissect.json`` top level (reference §3.7).
 
     ``layers``: layer records (:func:`layer_record`); ``labels``: ``[(name, category)]``;
     ``colors``: uint8 ``[L, 3]`` palette, written as ``segcolors {"r,g,b": "name/name..."}``
@@ -333,12 +272,12 @@ def save_stats(outdir: str, layer: str, **arrays) -> str:
     return path
 
 
-def write_report(outdir: str, record: dict, strips=()) -> str:
-    """Write everything for ``record`` (:func:`report_record`): optional ``strips`` (iterable of
+def write_report(outdir: str, record: dict, unit_strips=()) -> str:
+    """Write everything for ``record`` (:func:`report_record`): ``unit_strips`` (iterable of
     ``(layer, unit, top_strip, seg_strip)``, via :func:`save_strip`), each layer's
     ``bargraph.png``, ``dissect.json`` and ``report.html``; returns the HTML path."""
-    for layer, unit, top, seg in strips:
-        save_strip(outdir, layer, unit, top, seg)
+    for layer, unit, top, seg in unit_strips:
+        strips.save_strip(outdir, layer, unit, top, seg)
     categories = sorted({s["cat"] for layer in record["layers"] for s in layer["labels"]})
     for layer in record["layers"]:
         path = os.path.join(outdir, layer["layer"], "bargraph.png")

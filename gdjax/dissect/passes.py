@@ -1,4 +1,4 @@
-"""Counting passes over a :mod:`gdjax.cache`: batches, orbax checkpoints, compiled programs.
+"""Counting passes over a :mod:`gdjax.dissect.cache`: batches, orbax checkpoints, compiled programs.
 
 Every dissection statistic is a fold of a jitted ``update`` over the cache's batches
 (:func:`counting_pass`), checkpointed with orbax at most every few seconds so a killed run
@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax import iou, progress, scores, stats
-from gdjax.topk import TopK, topk_init, topk_update
-from gdjax.upsample import upsample
+from gdjax import progress
+from gdjax.dissect import counts, quantiles, scores
+from gdjax.dissect.topk import TopK, topk_init, topk_update
+from gdjax.models.resample import upsample
 
 
 def batches(arrays: dict, batch_size: int, desc: str, start_at: int = 0, ready=None):
@@ -96,7 +97,7 @@ def upsampler(grid: tuple[int, int]):
 
 @functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
 def _count(state, acts, labels, thresholds, label_category, transform):
-    return iou.counts_update(
+    return counts.counts_update(
         state, acts, labels.astype(jnp.int32), thresholds, label_category, transform
     )
 
@@ -104,7 +105,7 @@ def _count(state, acts, labels, thresholds, label_category, transform):
 class MainPass(NamedTuple):
     """State of the main set's one pass: IoU counts at each unit's level, and top-k images."""
 
-    counts: iou.ThresholdCounts
+    counts: counts.ThresholdCounts
     top: TopK
 
 
@@ -112,7 +113,7 @@ class MainPass(NamedTuple):
 def main_update(state, start, acts, labels, levels, label_category, transform):
     index = start + jnp.arange(acts.shape[0], dtype=jnp.int32)
     return MainPass(
-        iou.counts_update(state.counts, acts, labels.astype(jnp.int32), levels, label_category,
+        counts.counts_update(state.counts, acts, labels.astype(jnp.int32), levels, label_category,
                           transform),
         topk_update(state.top, acts, index),
     )  # fmt: skip
@@ -121,15 +122,15 @@ def main_update(state, start, acts, labels, levels, label_category, transform):
 def threshold_counts(
     c, layer: str, thresholds: np.ndarray, label_category: np.ndarray, num_categories: int, *,
     directory: str, batch_size: int, every: float, ready=None,
-) -> iou.ThresholdCounts:  # fmt: skip
+) -> counts.ThresholdCounts:  # fmt: skip
     """Counts of ``layer``'s upsampled activations over cache ``c`` against ``thresholds``
     (float32 ``[C, T]``), in one checkpointed pass (state in ``directory``); ``ready``: see
     :func:`batches`."""
     up = upsampler(tuple(c.labels.shape[1:3]))
     t = jnp.asarray(thresholds) if thresholds.shape[1] <= 4 else jax.tree.map(
-        jnp.asarray, iou.threshold_table(thresholds)
+        jnp.asarray, counts.threshold_table(thresholds)
     )  # fmt: skip
-    state = iou.counts_init(len(label_category), num_categories, c.acts[layer].shape[-1],
+    state = counts.counts_init(len(label_category), num_categories, c.acts[layer].shape[-1],
                             thresholds.shape[1])  # fmt: skip
     cat_of = jnp.asarray(label_category, jnp.int32)
     return counting_pass(
@@ -146,7 +147,7 @@ def main_pass(
     cache ``c``, in one checkpointed pass; ``ready``: see :func:`batches`."""
     num_units = c.acts[layer].shape[-1]
     state = MainPass(
-        iou.counts_init(len(label_category), num_categories, num_units, 1),
+        counts.counts_init(len(label_category), num_categories, num_units, 1),
         topk_init(topk, num_units),
     )
     up = upsampler(tuple(c.labels.shape[1:3]))
@@ -164,7 +165,7 @@ def main_pass(
 
 def compile_passes(shapes, layers, num_labels, num_categories, batch_size, topk, threshold):
     """Compiles every statistics pass of ``layers`` ahead (e.g. on a thread while the networks
-    run), from :func:`gdjax.cache.output_shapes`: quantiles, IQR counts, top-k, IoU counts."""
+    run), from :func:`.cache.output_shapes`: quantiles, IQR counts, top-k, IoU counts."""
     acts_shapes, labels = shapes[0], shapes[1]
     labels = jax.ShapeDtypeStruct((batch_size, *labels.shape[1:]), labels.dtype)
     up = upsampler(tuple(labels.shape[1:3]))
@@ -173,11 +174,11 @@ def compile_passes(shapes, layers, num_labels, num_categories, batch_size, topk,
         acts = jax.ShapeDtypeStruct((batch_size, *acts_shapes[layer].shape[1:]), jnp.float32)
         num_units = acts.shape[-1]
         fractions = scores.iqr_fractions() if threshold == "iqr" else [threshold]
-        stats.compile_quantiles(acts, len(fractions), transform=up)
-        init = functools.partial(iou.counts_init, num_labels, num_categories, num_units)
+        quantiles.compile_quantiles(acts, len(fractions), transform=up)
+        init = functools.partial(counts.counts_init, num_labels, num_categories, num_units)
         if threshold == "iqr":
             num = len(fractions)
-            t = iou.threshold_table_shape(num_units, num)
+            t = counts.threshold_table_shape(num_units, num)
             state = jax.eval_shape(functools.partial(init, num))
             _count.lower(state, acts, labels, t, cats, transform=up).compile()
         state = jax.eval_shape(

@@ -1,15 +1,24 @@
 """Fixed linear resampling operators, precomputed per size and applied with an einsum.
 
-Every spatial resampling the segmenters need is separable and depends only on the input and
-output sizes, so it is a pair of small matrices ``(out_h, in_h)`` and ``(out_w, in_w)``:
+Every spatial resampling that the segmenters and the dissection need is separable and depends
+only on the input and output sizes, so it is a pair of small matrices ``(out_h, in_h)`` and
+``(out_w, in_w)``:
 
 * :func:`prroi_matrix` — the *precise RoI pooling* of the UPerNet pyramid pooling module over the
-  whole feature map (REFERENCE §13): the exact integral of the bilinearly interpolated map over
+  whole feature map (reference §13): the exact integral of the bilinearly interpolated map over
   each bin, divided by the nominal bin area. No CUDA extension, same numbers on every backend.
 * :func:`bilinear_matrix` — ``torch.nn.functional.interpolate(mode='bilinear',
   align_corners=False)`` (half-pixel centres, edge clamp, *no* antialiasing when shrinking,
   unlike ``jax.image.resize``).
 * :func:`adaptive_avg_matrix` — ``torch.nn.AdaptiveAvgPool2d``.
+* :func:`upsample` — bilinear resampling of unit activations to the segmentation grid, which
+  GAN Dissection scores units on (reference §0.1, §3.3). The original calls
+  ``grid_sample(padding_mode='border')`` on a grid that, with the torch <= 1.2 the authors
+  used, equals ``F.interpolate(mode='bilinear', align_corners=False)``: half-pixel centres,
+  source coordinate ``(t + 0.5) * in / out - 0.5`` clamped to ``[0, in - 1]``. That is the
+  default. ``align_corners=True`` (source coordinate ``t * (in - 1) / (out - 1)``) is the PNAS
+  successor's upsampler (reference §12.3). The modern-torch reading of the original grid
+  (misregistered by up to half a feature pixel) is deliberately not offered.
 
 Matrices are built in NumPy (float64 arithmetic, float32 result) and cached, so under ``jit``
 they are constants.
@@ -23,9 +32,53 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax.upsample import interpolation_matrix
+__all__ = [
+    "adaptive_avg_matrix",
+    "bilinear_matrix",
+    "interpolation_matrix",
+    "prroi_matrix",
+    "resample",
+    "resize",
+    "upsample",
+]
 
-__all__ = ["adaptive_avg_matrix", "bilinear_matrix", "prroi_matrix", "resample", "resize"]
+
+@functools.lru_cache(maxsize=64)
+def interpolation_matrix(out: int, size: int, align_corners: bool = False) -> np.ndarray:
+    """Linear interpolation from ``size`` samples to ``out`` samples: float32 ``[out, size]``.
+
+    ``align_corners=False``: ``src = max((t + 0.5) * size / out - 0.5, 0)``; the neighbour
+    above ``size - 1`` is clamped to the edge, as torch's ``upsample_bilinear2d`` does.
+    ``align_corners=True``: ``src = t * (size - 1) / (out - 1)`` (0 when ``out == 1``).
+    """
+    t = np.arange(out, dtype=np.float64)
+    if align_corners:
+        src = t * ((size - 1) / (out - 1)) if out > 1 else np.zeros_like(t)
+    else:
+        src = np.maximum((t + 0.5) * (size / out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    i1 = np.minimum(i0 + 1, size - 1)
+    w1 = src - i0
+    m = np.zeros((out, size), np.float64)
+    np.add.at(m, (np.arange(out), i0), 1.0 - w1)
+    np.add.at(m, (np.arange(out), i1), w1)
+    m = m.astype(np.float32)
+    m.flags.writeable = False
+    return m
+
+
+def upsample(x: jax.Array, size: tuple[int, int], align_corners: bool = False) -> jax.Array:
+    """Bilinear resize of ``[..., h, w, C]`` (NHWC or unbatched HWC) to ``[..., H, W, C]``.
+
+    ``size = (H, W)``. Works for shrinking too (no antialiasing, like torch: 256 -> 128 is a
+    2x2 average). Full float32 precision on every backend (no TF32/bf16 matmul passes).
+    """
+    h, w = x.shape[-3], x.shape[-2]
+    mh = jnp.asarray(interpolation_matrix(size[0], h, align_corners))
+    mw = jnp.asarray(interpolation_matrix(size[1], w, align_corners))
+    return jnp.einsum(
+        "Hh,...hwc,Ww->...HWc", mh, x, mw, precision=jax.lax.Precision.HIGHEST
+    ).astype(x.dtype)
 
 
 def _tri_integral(t: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Ablation experiments: top-n removal curves, single-unit sweeps, before/after grids.
 
 Ports the reference's ``fullablate.py`` and the notebooks' evaluation to edit values
-(REFERENCE §4.4): whole-map ablation of the first ``n`` units of a ranking, the class's hard
+(reference §4.4): whole-map ablation of the first ``n`` units of a ranking, the class's hard
 pixels counted with every ``n`` as one vmapped program per image batch. Class functions are
-plain callables (see :mod:`gdjax.ace`): ``mask(images) -> [N, h, w] bool`` and
+plain callables (see :mod:`gdjax.intervene.ace`): ``mask(images) -> [N, h, w] bool`` and
 ``segment(images) -> int [N, h, w, K]`` label channels.
 """
 
@@ -15,9 +15,10 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, ImageDraw
 
-from gdjax import intervene, progress, viz
+from gdjax import progress
+from gdjax.intervene import edits
+from gdjax.report import draw, plots
 
 
 def order(score, tiebreak=None) -> np.ndarray:
@@ -86,10 +87,10 @@ def curve(
 
     @jax.jit
     def run(params, z, alphas):
-        h = intervene.prefix(module, params, z, layer)
+        h = edits.prefix(module, params, z, layer)
 
         def count(a):
-            img = intervene.tail(module, params, h, layer, intervene.make(layer, a, 0.0))
+            img = edits.tail(module, params, h, layer, edits.make(layer, a, 0.0))
             return jnp.sum(mask_fn(img), axis=(1, 2))
 
         return jax.lax.map(count, alphas, batch_size=edit_chunk)
@@ -132,12 +133,10 @@ def sweep(
 
     @jax.jit
     def run(params, z):
-        h = intervene.prefix(module, params, z, layer)
-        base = fractions(intervene.tail(module, params, h, layer))
+        h = edits.prefix(module, params, z, layer)
+        base = fractions(edits.tail(module, params, h, layer))
         eye = jnp.eye(h.shape[-1], dtype=jnp.float32)
-        edit = lambda a: fractions(
-            intervene.tail(module, params, h, layer, intervene.make(layer, a))
-        )
+        edit = lambda a: fractions(edits.tail(module, params, h, layer, edits.make(layer, a)))
         return base, jax.lax.map(edit, eye, batch_size=edit_chunk)
 
     base, ablated = 0.0, 0.0
@@ -165,26 +164,26 @@ def save_sweep(path: str, base, ablated, labels, layer: str) -> str:
     return path + ".npz"
 
 
-def edit_grid(module, params, z, edits: dict, segment_fn=None, colorize=None, scale: int = 2):
+def edit_grid(module, params, z, rows: dict, segment_fn=None, colorize=None, scale: int = 2):
     """Before/after grid: uint8 ``[rows, cols, 3]`` and the row names.
 
-    Rows: the unedited images, then one per ``edits`` entry (name -> Edit or list of Edits);
+    Rows: the unedited images, then one per ``rows`` entry (name -> Edit or list of Edits);
     one column per latent of ``z [N, Z]``. With ``segment_fn`` and ``colorize`` (label map
     ``[N, h, w]`` -> uint8 colours) every image row is followed by its first label channel.
     """
-    rows = [("original", ())] + list(edits.items())
+    rows = [("original", ())] + list(rows.items())
     names, tiles = [], []
     for name, e in rows:
-        images = intervene.generate(module, params, jnp.asarray(z), e)
+        images = edits.generate(module, params, jnp.asarray(z), e)
         names.append(name)
-        tiles.append(viz.to_uint8(images))
+        tiles.append(draw.to_uint8(images))
         if segment_fn is not None and colorize is not None:
             seg = np.asarray(colorize(np.asarray(segment_fn(images))[..., 0]))
             factor = images.shape[1] // seg.shape[1]
             names.append(f"{name} (segmentation)")
-            tiles.append(np.stack([viz.enlarge(t, factor) for t in seg]))
-    tiles = np.concatenate([np.stack([viz.enlarge(t, scale) for t in row]) for row in tiles])
-    return viz.grid(tiles, ncols=len(z)), names
+            tiles.append(np.stack([draw.enlarge(t, factor) for t in seg]))
+    tiles = np.concatenate([np.stack([draw.enlarge(t, scale) for t in row]) for row in tiles])
+    return draw.grid(tiles, ncols=len(z)), names
 
 
 def experiment(
@@ -213,7 +212,7 @@ def experiment(
     ``grid_images`` latents, unedited and with each order's top ``grid_n`` units ablated).
     Returns ``{metric: curve}`` plus the written ``paths``.
     """
-    curves, paths, edits = {}, [], {}
+    curves, paths, grid_rows = {}, [], {}
     for metric, (units, alpha) in orders.items():
         c = curve(module, params, mask_fn, z, layer, units, alpha, n_max, batch_size, show=show)
         weights = np.ones(len(c["units"])) if alpha is None else np.asarray(alpha)[c["units"]]
@@ -228,54 +227,16 @@ def experiment(
             json.dump(record, f, indent=1)
         curves[metric], paths = c, [*paths, path]
         top = c["units"][:grid_n]
-        a = intervene.unit_alpha(top, _num_units(module, params, z, layer))
+        a = edits.unit_alpha(top, _num_units(module, params, z, layer))
         if alpha is not None:
             a = a * np.asarray(alpha, np.float32)
-        edits[f"{metric} top {len(top)} off"] = intervene.make(layer, a, 0.0)
-    paths.append(plot(curves, os.path.join(outdir, f"{classname}-curve.png"),
+        grid_rows[f"{metric} top {len(top)} off"] = edits.make(layer, a, 0.0)
+    paths.append(plots.plot(curves, os.path.join(outdir, f"{classname}-curve.png"),
                       f"{classname}: fraction of pixels removed ({layer})"))  # fmt: skip
-    image, _ = edit_grid(module, params, z[:grid_images], edits, segment_fn, colorize)
-    paths.append(viz.save_png(os.path.join(outdir, f"{classname}-grid.png"), image))
+    image, _ = edit_grid(module, params, z[:grid_images], grid_rows, segment_fn, colorize)
+    paths.append(draw.save_png(os.path.join(outdir, f"{classname}-grid.png"), image))
     return {**curves, "paths": paths}
 
 
 def _num_units(module, params, z, layer) -> int:
-    return jax.eval_shape(lambda z: intervene.prefix(module, params, z, layer), z[:1]).shape[-1]
-
-
-_COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
-
-
-def plot(curves: dict, path: str, title: str = "", size=(640, 420)) -> str:
-    """PNG line plot of ``removed`` vs ``n`` for named :func:`curve` results, bands shaded."""
-    w, h = size
-    left, right, top, bottom = 56, 150, 30, 40
-    img = Image.new("RGB", size, (255, 255, 255))
-    d = ImageDraw.Draw(img, "RGBA")
-    n_max = max(max(c["n"]) for c in curves.values()) or 1
-    x = lambda n: left + (w - left - right) * n / n_max
-    y = lambda v: top + (h - top - bottom) * (1 - min(max(v, 0.0), 1.0))
-    d.rectangle([left, top, w - right, h - bottom], outline=(0, 0, 0))
-    for v in np.linspace(0, 1, 6):
-        d.line([left - 4, y(v), left, y(v)], fill=(0, 0, 0))
-        d.text((8, y(v) - 6), f"{v:.1f}", fill=(0, 0, 0))
-    for n in range(0, n_max + 1, max(1, n_max // 6)):
-        d.line([x(n), h - bottom, x(n), h - bottom + 4], fill=(0, 0, 0))
-        d.text((x(n) - 6, h - bottom + 8), str(n), fill=(0, 0, 0))
-    d.text((left, 8), title or "fraction of class pixels removed", fill=(0, 0, 0))
-    d.text((w - right - 120, h - 16), "units ablated", fill=(0, 0, 0))
-    for i, (name, c) in enumerate(curves.items()):
-        col = _COLORS[i % len(_COLORS)]
-        band = [(x(n), y(v)) for n, v in zip(c["n"], c["high"], strict=True)]
-        band += [(x(n), y(v)) for n, v in reversed(list(zip(c["n"], c["low"], strict=True)))]
-        d.polygon(band, fill=(*col, 50))
-        d.line([(x(n), y(v)) for n, v in zip(c["n"], c["removed"], strict=True)], fill=col, width=2)
-        d.line(
-            [w - right + 10, top + 10 + 18 * i, w - right + 30, top + 10 + 18 * i],
-            fill=col,
-            width=3,
-        )
-        d.text((w - right + 36, top + 4 + 18 * i), name, fill=(0, 0, 0))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    img.save(path)
-    return path
+    return jax.eval_shape(lambda z: edits.prefix(module, params, z, layer), z[:1]).shape[-1]

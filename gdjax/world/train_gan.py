@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from gdjax import checkpoint, proggan
+from gdjax.models import checkpoint, proggan
 
 
 class EqConv(nn.Module):
@@ -231,7 +231,7 @@ def train(
     """
     import orbax.checkpoint as ocp
 
-    from gdjax import viz
+    from gdjax.report import draw
 
     cfg = cfg or Config()
     os.makedirs(directory, exist_ok=True)
@@ -251,7 +251,7 @@ def train(
         mngr.save(int(state.step), args=ocp.args.StandardSave(state._asdict()))
         mngr.wait_until_finished()
         images = np.asarray(g.apply({"params": state.ema_params}, preview_z)[0])
-        viz.save_png(os.path.join(directory, "samples.png"), viz.grid(viz.to_uint8(images), 8))
+        draw.save_png(os.path.join(directory, "samples.png"), draw.grid(draw.to_uint8(images), 8))
         record = {"step": int(state.step), "images": int(state.step) * cfg.batch_size}
         values = {k: float(v) for k, v in metrics.items()}
         record |= {k: v if math.isfinite(v) else None for k, v in values.items()}  # strict JSON

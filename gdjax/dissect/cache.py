@@ -49,8 +49,8 @@ def model_fn(
     module, params, seg, layers: Sequence[str], downsample: int, images: bool = False
 ) -> Callable:
     """``z [B, Z] -> ({layer: act [B, h, w, C]}, labels [B, H/d, W/d, K] int16)``, plus the
-    images as uint8 ``[B, H, W, 3]`` (as :func:`gdjax.viz.to_uint8`) when ``images``."""
-    from gdjax import segmenter
+    images as uint8 ``[B, H, W, 3]`` (as :func:`gdjax.report.draw.to_uint8`) when ``images``."""
+    from gdjax.models import segmenter
 
     def fn(z):
         out, acts = module.apply({"params": params}, z, capture=tuple(layers))

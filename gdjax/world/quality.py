@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax import segmenter as seglib
+from gdjax.models import segmenter as seglib
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -117,7 +117,9 @@ def write_world_grid(path: str, generator, seg: seglib.Segmenter, n: int = 8, se
     ``generator = (module, params)``; latents are ``sample_z(n, seed)``, rendered scenes are
     ``scenes.render(seed, n)``. Images are enlarged x2 so the 64x64 world reads on screen.
     """
-    from gdjax import proggan, scenes, viz
+    from gdjax.models import proggan
+    from gdjax.report import draw
+    from gdjax.world import scenes
 
     module, params = generator
     z = proggan.sample_z(n, seed, module.sizes[0])
@@ -126,6 +128,6 @@ def write_world_grid(path: str, generator, seg: seglib.Segmenter, n: int = 8, se
     rows = []
     for images in (fake, real):
         labels = np.asarray(seglib.segment(seg, jnp.asarray(images)))[..., 0]
-        rows += [viz.to_uint8(images), scenes.colorize(labels)]
+        rows += [draw.to_uint8(images), draw.colorize(labels)]
     tiles = np.concatenate(rows)
-    return viz.save_png(path, viz.enlarge(viz.grid(tiles, n), 2))
+    return draw.save_png(path, draw.enlarge(draw.grid(tiles, n), 2))

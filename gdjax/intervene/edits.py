@@ -2,7 +2,7 @@
 
 An edit replaces a layer's activation ``x [N, H, W, C]`` by ``x * (1 - a) + v * a`` where the
 alpha plane ``a`` is the per-unit ``alpha [C]`` times an optional spatial ``mask`` and ``v`` is a
-per-unit value (REFERENCE §4.1: ablation is ``v = 0``, insertion ``v = k``). Edits are pytrees:
+per-unit value (reference §4.1: ablation is ``v = 0``, insertion ``v = k``). Edits are pytrees:
 they stack (:func:`stack`) and vmap — a batch of different edits runs as one program — and
 ``jax.grad`` flows to ``alpha``, ``value`` and ``mask``.
 
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from gdjax import proggan
+from gdjax.models import proggan
 
 
 @struct.dataclass
@@ -78,7 +78,7 @@ def _rank(x: jax.Array, ndim: int) -> jax.Array:
 
 
 def planes(edit: Edit) -> tuple[jax.Array, jax.Array]:
-    """``(alpha, value)`` as :func:`gdjax.proggan.apply_edit` takes them, the mask folded in.
+    """``(alpha, value)`` as :func:`gdjax.models.proggan.apply_edit` takes them, the mask folded in.
 
     Shapes: ``[C]`` without mask, ``[H, W, C]`` / ``[N, H, W, C]`` with one.
     """
@@ -96,7 +96,7 @@ def apply_edit(x: jax.Array, edit: Edit) -> jax.Array:
 
 
 def compose(edits: Sequence[Edit]) -> Edit:
-    """Several edits of one layer as one, composited "alpha-over" in order (REFERENCE §6).
+    """Several edits of one layer as one, composited "alpha-over" in order (reference §6).
 
     ``a = 1 - (1 - a_acc)(1 - a_new)``, ``v = (v_acc a_acc (1 - a_new) + v_new a_new) / a``,
     which equals applying the edits one after another. The reference divides by

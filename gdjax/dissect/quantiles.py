@@ -3,11 +3,11 @@
 An ``(init, update, finalize)`` triple over fixed-shape pytrees of ``jnp`` arrays, like an optax
 transformation: ``update`` is pure, jit-able once per shape, and every accumulation is an
 integer sum, so results are bit-identical however the data are split into batches or shards (a
-data-parallel caller ``psum``s the histograms). Top-k images are :mod:`gdjax.topk`; the
-per-unit loop every pass runs is :mod:`gdjax.units`.
+data-parallel caller ``psum``s the histograms). Top-k images are :mod:`.topk`; the
+per-unit loop every pass runs is :mod:`.units`.
 
 **Exact quantiles.** The original keeps a randomised KLL sketch whose random bits come from the
-unseeded global torch RNG (REFERENCE §0.3, §3.2); here quantiles are exact, equal to
+unseeded global torch RNG (reference §0.3, §3.2); here quantiles are exact, equal to
 ``numpy.quantile(values, q, method='hazen')`` (the sketch's own no-compaction closed form),
 deterministic, and in memory independent of the number of values. Method: radix selection on
 the 32-bit order-preserving key of each float32 value, over several passes of the same data.
@@ -18,7 +18,7 @@ prefix, found by one table lookup per earlier pass (:func:`lookup_tables`; no se
 ``sum(bits) == 32`` bits every wanted statistic is known exactly, and the hazen interpolation is
 done as NumPy does it. Memory per pass: ``C * R * 2**bits[i]`` int32 counters and as many table
 entries (``R = 2 * len(qs)`` targets; ``C * 2**bits[0]`` in pass 0), e.g. 104 MB for C=512,
-100 qs, 8 bits. Units are histogrammed one after another in a loop (:func:`gdjax.units.fold_units`),
+100 qs, 8 bits. Units are histogrammed one after another in a loop (:func:`.units.fold_units`),
 each into its own contiguous row.
 Limits: fewer than ``2**31`` values per unit; values float32, not NaN (``-0.0`` and subnormals
 count as ``0.0``).
@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax.units import fold_units, unit_slices, unit_values
+from gdjax.dissect.units import fold_units, unit_slices, unit_values
 
 __all__ = [
     "QuantilePass",
@@ -175,9 +175,9 @@ def quantile_update(
     """Adds ``values`` (float32 ``[..., C]``, any leading shape) to a pass's histogram.
 
     ``tables``: :func:`lookup_tables` of the search so far (``()`` in pass 0). ``transform``
-    (optional): see :func:`gdjax.units.unit_values`, e.g. upsampling raw activations. Bit
+    (optional): see :func:`.units.unit_values`, e.g. upsampling raw activations. Bit
     positions follow from the shapes, so passes of equal shapes share one compilation. Units
-    are done in a loop (:func:`gdjax.units.fold_units`, ``group`` units per step): on CPU one
+    are done in a loop (:func:`.units.fold_units`, ``group`` units per step): on CPU one
     at a time, so that one unit's values, table rows and histogram row stay in cache, several
     times faster than one scatter over all units.
     """
@@ -327,7 +327,7 @@ def exact_quantiles(
     ``batches_fn()`` must yield the same batches (float32 ``[..., C]``, shapes may vary)
     every time it is called; it is called ``len(bits)`` times (``sum(bits)`` must be 32).
     ``transform`` (optional, traced into the jitted update) maps one unit's slice ``[..., 1]``
-    of a yielded batch to its values (:func:`gdjax.units.unit_values`).
+    of a yielded batch to its values (:func:`.units.unit_values`).
     Equals ``np.quantile(all_values.reshape(-1, C), qs, axis=0, method='hazen').T``.
     """
     if sum(bits) != 32:

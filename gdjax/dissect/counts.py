@@ -1,6 +1,6 @@
 """Counts behind IoU and the information quality ratio (IQR), streamed over images.
 
-One state serves both stages of the reference (REFERENCE §3.4, §3.5): the IQR threshold search
+One state serves both stages of the reference (reference §3.4, §3.5): the IQR threshold search
 (``T = 100`` candidate thresholds per unit) and the final IoU (``T = 1``: the unit's level).
 Per image, each pixel's upsampled activation ``a[p, u]`` is reduced to ``k[p, u]``, the number of
 the unit's thresholds it exceeds (strict ``>``, as the reference). Thresholds are non-increasing
@@ -8,14 +8,14 @@ along ``T`` (``tau[u, j] = Q_u(1 - f_j)`` for increasing ``f_j``), so "exceeds t
 is ``k >= T - j``, and counting ``k`` in ``T + 1`` bins replaces ``T`` indicator counts: the work
 per image is ``P * K * C`` scatter-adds instead of ``P * K * C * T`` (or a ``[P, L]`` by
 ``[P, C * T]`` matmul). Threshold counts are recovered by a reverse cumulative sum in the
-finalize (:mod:`gdjax.scores`). With many thresholds, ``k`` comes from three lookups in a radix
+finalize (:mod:`.scores`). With many thresholds, ``k`` comes from three lookups in a radix
 table on the value's order key (:func:`threshold_table`). A batch is counted unit by unit in a
 ``fori_loop``: the unit's activations are upsampled there (``transform``), and its counters
 (a contiguous ``[L, T + 1]`` row of the unit-major ``label_hist``) stay in cache while every
 pixel of the batch is added; on CPU this is several times faster than one scatter over all
 units, and no upsampled batch of all units is ever materialised.
 
-Category semantics reproduced (REFERENCE §3.4.2, §3.5, §9b.21-22): a pixel counts for label
+Category semantics reproduced (reference §3.4.2, §3.5, §9b.21-22): a pixel counts for label
 ``l`` if *any* segmentation channel equals ``l`` (once per pixel); the reference's "label
 counts" count every (pixel, channel) occurrence; a category is present in an image if some
 label present anywhere in it (label 0 included) maps to it, and then *all* of the image's
@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax.stats import float_key, host_float_key
-from gdjax.units import fold_units, unit_slices, unit_values
+from gdjax.dissect.quantiles import float_key, host_float_key
+from gdjax.dissect.units import fold_units, unit_slices, unit_values
 
 __all__ = [
     "ThresholdCounts",
@@ -175,14 +175,14 @@ def counts_update(
 
     acts: float32 ``[B, H, W, C]``, activations upsampled to the segmentation grid; or raw
       ``[B, h, w, C]`` with ``transform`` the upsampling of one unit's ``[B, h, w, 1]``
-      (:func:`gdjax.units.unit_values`), so only one unit is ever upsampled at a time.
+      (:func:`gdjax.dissect.units.unit_values`), so only one unit is ever upsampled at a time.
     seg: int32 ``[B, H, W, K]``, label per pixel and channel (0 = none), labels in ``[0, L)``.
     thresholds: float32 ``[C, T]``, non-increasing along ``T`` (``[C, 1]`` levels for the
       final IoU), or for many thresholds their :func:`threshold_table` (same counts, faster).
     label_category: int32 ``[L]``, category of each label in ``[0, G)`` (label 0 and labels of
       unknown category: category 0, as the reference).
 
-    Units are counted in a loop, ``group`` per step (:func:`gdjax.units.fold_units`; on CPU one
+    Units are counted in a loop, ``group`` per step (:func:`.units.fold_units`; on CPU one
     at a time), each into its own contiguous counters.
     """
     num_units, num_labels, bins = state.label_hist.shape

@@ -5,7 +5,7 @@
     seg = demo.segmenter()  # gdjax.segmenter.Segmenter over scenes.LABELS
     module, params = demo.generator()  # gdjax.proggan generator trained on scenes.render
 
-Both were trained on :func:`gdjax.scenes.render` scenes by ``examples/train_demo.py``; how is
+Both were trained on :func:`gdjax.world.scenes.render` scenes by ``examples/train_demo.py``; how is
 recorded in each checkpoint's ``config.json`` (``recipe``, steps, seconds).
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import functools
 import os
 
-from gdjax import proggan
-from gdjax import segmenter as seglib
+from gdjax.models import proggan
+from gdjax.models import segmenter as seglib
 
 __all__ = ["ASSETS", "GENERATOR", "SEGMENTER", "generator", "load_models", "segmenter"]
 
@@ -27,7 +27,7 @@ SEGMENTER = os.path.join(ASSETS, "segmenter")
 def _missing(path: str, what: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"the demo {what} is not shipped in this checkout ({path} is missing); make it with "
-        f"`python examples/train_demo.py --what={what} --export gdjax/assets/demo/{what}`"
+        f"`python examples/train_demo.py --what={what} --export gdjax/world/assets/demo/{what}`"
     )
 
 

@@ -1,14 +1,14 @@
 """Training and evaluation of small segmenters on the rendered scenes (the demo segmenter).
 
-A :class:`~gdjax.segmenter.SegmentationModel` is trained from scratch with per-pixel
-cross-entropy against the exact labels of :func:`gdjax.scenes.render`: logits resized to the
+A :class:`~gdjax.models.upernet.SegmentationModel` is trained from scratch with per-pixel
+cross-entropy against the exact labels of :func:`gdjax.world.scenes.render`: logits resized to the
 label size (``softmax=False``), batch norm in train mode (``batch_stats`` updated), AdamW with a
 warm-up + cosine schedule. Step ``s`` always reads scenes ``s*B … s*B+B-1`` of the training seed
 and draws its augmentation from ``fold_in(key(seed), s)``, so a resumed run is the same as an
 uninterrupted one. The augmentation (blur, noise, colour jitter) makes the segmenter read the
 slightly blurry outputs of the demo GAN as well as the crisp renders.
 
-:func:`evaluate` computes the confusion matrix of :func:`gdjax.segmenter.segment` on held-out
+:func:`evaluate` computes the confusion matrix of :func:`gdjax.models.segmenter.segment` on held-out
 scenes: pixel accuracy, per-class IoU and their mean over the classes present.
 """
 
@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gdjax import checkpoint, scenes
-from gdjax import segmenter as seglib
+from gdjax.models import checkpoint
+from gdjax.models import segmenter as seglib
+from gdjax.world import scenes
 
 __all__ = [
     "Config",
@@ -46,7 +47,7 @@ EVAL_SEED = 7777  # held-out scenes; training streams from Config.data_seed (0)
 def demo_config(
     stem=(16, 16, 32), planes=(16, 32, 64, 128), depths=(1, 1, 1, 1), dim=64
 ) -> dict[str, Any]:
-    """Segmenter config (for :func:`gdjax.segmenter.from_config`) of the demo segmenter.
+    """Segmenter config (for :func:`gdjax.models.segmenter.from_config`) of the demo segmenter.
 
     A thin deep-stem ResNet + UPerNet with one flat object head over ``scenes.LABELS`` (12
     outputs; label 0 ``'-'`` is never drawn, so never learnt), 64x64 input, images mapped
@@ -197,7 +198,7 @@ def train(
     ``config``: segmenter config (default :func:`demo_config`); its preprocessing's first
     ``seg_size`` must be the scene size. Checkpoints (orbax, last two) every
     ``checkpoint_every`` steps, at the end and on Ctrl-C; ``log.jsonl`` gets a line per
-    checkpoint. Returns the trained :class:`~gdjax.segmenter.Segmenter` and
+    checkpoint. Returns the trained :class:`~gdjax.models.segmenter.Segmenter` and
     ``{'steps', 'train_seconds'}`` (seconds summed over all resumed sessions).
     """
     import orbax.checkpoint as ocp

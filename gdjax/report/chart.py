@@ -1,6 +1,6 @@
 """A bar chart of interpretable units per concept, drawn with PIL (no plotting dependency).
 
-The reference writes ``bargraph.svg`` (REFERENCE §3.6): one bar per concept, its height the
+The reference writes ``bargraph.svg`` (reference §3.6): one bar per concept, its height the
 number of interpretable units with that label, concepts grouped by category. Here it is a PNG
 drawn with ``ImageFont.load_default()`` so it needs nothing beyond Pillow and opens anywhere.
 """

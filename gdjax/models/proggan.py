@@ -8,7 +8,7 @@ Layout is NHWC throughout: latents ``[N, z]`` (or ``[N, 1, 1, z]``), activations
 Each ``layerK`` block is PixelNorm -> (nearest x2 on odd K >= 3) -> conv -> ``*scale + b`` ->
 LeakyReLU(0.2), with the equalized-learning-rate ``scale = sqrt(2) / sqrt(fan_in * k * k)``
 derived from the shapes, never stored. The retained output of ``layerK`` is therefore
-post-activation, pre-PixelNorm, exactly as the original (REFERENCE §1.1).
+post-activation, pre-PixelNorm, exactly as the original (reference §1.1).
 
 The module runs any contiguous slice of blocks: ``start`` names the block whose output the
 input *is* (``None``: the input is the latent) and ``stop`` the last block to run (``None``:
@@ -26,11 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from gdjax import checkpoint
+from gdjax.models import checkpoint
 
 KIND = "proggan"
 
-# Default `sizes` of the original constructor per output resolution (REFERENCE §1.2).
+# Default `sizes` of the original constructor per output resolution (reference §1.2).
 SIZES = {
     8: [512] * 3,
     16: [512] * 4,

@@ -1,18 +1,18 @@
-"""Average causal effect (ACE) of units on a class, and learning per-unit α (REFERENCE §4.2–4.3).
+"""Average causal effect (ACE) of units on a class, and learning per-unit α (reference §4.2–4.3).
 
 Written against plain callables so any segmenter fits (:func:`segmenter_fns` adapts a
-:class:`gdjax.segmenter.Segmenter`):
+:class:`gdjax.models.segmenter.Segmenter`):
 
 * ``score(images [N, R, R, 3]) -> [N, h, w]``: soft class probability, differentiable;
 * ``mask(images) -> [N, h, w] bool``: hard class pixels.
 
 ``h, w`` must be multiples of the layer's ``H, W``; a "cell" is one layer position and its
 class coverage is the mean of the class mask over its block of pixels. The generator is a
-:class:`gdjax.proggan.Generator` (or any module with the same ``start``/``stop``/``edits``
-call) split at ``cfg.layer`` (:mod:`gdjax.intervene`).
+:class:`gdjax.models.proggan.Generator` (or any module with the same ``start``/``stop``/``edits``
+call) split at ``cfg.layer`` (:mod:`gdjax.intervene.edits`).
 
 The reference reads the insertion reward of its training loss at the *present* image's cell
-(``ploc``) instead of the candidate's (``cloc``, REFERENCE §4.3, §9 item 11). The default
+(``ploc``) instead of the candidate's (``cloc``, reference §4.3, §9 item 11). The default
 here reads it at ``cloc``; ``Config(ploc_bug=True)`` reproduces the reference.
 """
 
@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gdjax import intervene, proggan
 from gdjax import progress as _progress
+from gdjax.intervene import edits
+from gdjax.models import proggan
 
 
 class ClassFns(NamedTuple):
@@ -42,12 +43,12 @@ class ClassFns(NamedTuple):
 
 
 def segmenter_fns(seg, label: int, downsample: int = 1) -> ClassFns:
-    """:class:`ClassFns` for ``label`` of a :class:`gdjax.segmenter.Segmenter`.
+    """:class:`ClassFns` for ``label`` of a :class:`gdjax.models.segmenter.Segmenter`.
 
     ``score`` is ``class_score``'s soft map (the reference ``predict_single_class``), ``mask``
     is "any segmentation channel equals ``label``" as the reference's set selection.
     """
-    from gdjax import segmenter
+    from gdjax.models import segmenter
 
     def score(images):
         return segmenter.class_score(seg, images, label, downsample)[0]
@@ -93,7 +94,7 @@ def _batches(n: int, size: int):
 
 
 def _prefix_fn(module, layer):
-    return jax.jit(lambda params, z: intervene.prefix(module, params, z, layer))
+    return jax.jit(lambda params, z: edits.prefix(module, params, z, layer))
 
 
 def present_set(module, params, fns: ClassFns, z, cfg: Config, progress: bool = True):
@@ -105,8 +106,8 @@ def present_set(module, params, fns: ClassFns, z, cfg: Config, progress: bool = 
 
     @jax.jit
     def run(params, z):
-        h = intervene.prefix(module, params, z, cfg.layer)
-        cov = cell_coverage(fns.mask(intervene.tail(module, params, h, cfg.layer)), h.shape[1:3])
+        h = edits.prefix(module, params, z, cfg.layer)
+        cov = cell_coverage(fns.mask(edits.tail(module, params, h, cfg.layer)), h.shape[1:3])
         return cov, jnp.einsum("nhwc,nhw->c", h, cov), jnp.sum(cov)
 
     covs, wsum, total = [], 0.0, 0.0
@@ -151,17 +152,17 @@ def candidate_set(module, params, fns: ClassFns, z, k, popularity, cfg: Config, 
 
     @jax.jit
     def run(params, z, cells):
-        h = intervene.prefix(module, params, z, cfg.layer)
+        h = edits.prefix(module, params, z, cfg.layer)
         size = h.shape[1:3]
-        base = fns.mask(intervene.tail(module, params, h, cfg.layer))
+        base = fns.mask(edits.tail(module, params, h, cfg.layer))
         masks = jax.nn.one_hot(cells, size[0] * size[1]).reshape(-1, *size)
-        edits = intervene.Edit(
+        probes = edits.Edit(
             cfg.layer,
             jnp.ones((len(cells), k.shape[0]), jnp.float32),
             jnp.broadcast_to(k, (len(cells), k.shape[0])),
             masks,
         )
-        imgs = jax.vmap(lambda e: intervene.tail(module, params, h, cfg.layer, e))(edits)
+        imgs = jax.vmap(lambda e: edits.tail(module, params, h, cfg.layer, e))(probes)
         new = fns.mask(imgs.reshape(-1, *imgs.shape[2:])).reshape(len(cells), *base.shape)
         gain = new.sum(axis=(2, 3)) - base.sum(axis=(1, 2))[None, :]  # [cells, N]
         absent = cell_coverage(base, size).reshape(base.shape[0], -1)[:, cells] == 0
@@ -177,7 +178,7 @@ def candidate_set(module, params, fns: ClassFns, z, k, popularity, cfg: Config, 
 
 
 def ace_loss(alpha, params, k, hp, ploc, hc, cloc, *, module, layer, score, ploc_bug=False):
-    """The reference ``ace_loss`` for one batch of pairs (REFERENCE §4.3), without the L2 term.
+    """The reference ``ace_loss`` for one batch of pairs (reference §4.3), without the L2 term.
 
     ``hp, hc [B, H, W, C]``: the layer activations of present and candidate images;
     ``ploc, cloc [B]``: flat cell indices. Ablates ``alpha`` at ``ploc`` of the present images
@@ -189,8 +190,8 @@ def ace_loss(alpha, params, k, hp, ploc, hc, cloc, *, module, layer, score, ploc
 
     def run(h, loc, value):
         onehot = jax.nn.one_hot(loc, size[0] * size[1])
-        edit = intervene.Edit(layer, alpha, value, onehot.reshape(-1, *size))
-        pooled = cell_coverage(score(intervene.tail(module, params, h, layer, edit)), size)
+        edit = edits.Edit(layer, alpha, value, onehot.reshape(-1, *size))
+        pooled = cell_coverage(score(edits.tail(module, params, h, layer, edit)), size)
         return pooled.reshape(h.shape[0], -1), onehot
 
     p_erase, onehot_p = run(hp, ploc, jnp.zeros_like(alpha))
@@ -254,7 +255,7 @@ class Result(NamedTuple):
 def optimize(
     module, params, fns: ClassFns, cfg: Config | None = None, init=None, value=None, progress=True
 ):
-    """Learn per-unit α for a class (REFERENCE §4.2): sets, ``k``, then Adam with projection.
+    """Learn per-unit α for a class (reference §4.2): sets, ``k``, then Adam with projection.
 
     ``init``: initial α ``[C]`` (the reference: IoU / max IoU, see :func:`init_from_dissect`);
     ``None`` starts at 0.5 everywhere. ``value``: insertion value ``[C]`` replacing the
@@ -324,7 +325,7 @@ def optimize(
 def delta(module, params, mask_fn, z, layer, alpha, k, locations=None, batch_size=10) -> float:
     """ACE δ: class pixel fraction with ``alpha`` inserted (value ``k``) minus ablated (0).
 
-    ``alpha [C]`` (``intervene.unit_alpha`` for a unit set), ``z [N, Z]``; ``locations``:
+    ``alpha [C]`` (``edits.unit_alpha`` for a unit set), ``z [N, Z]``; ``locations``:
     ``None`` edits and measures the whole image, ``[N, H, W]`` 0/1 cells edits there and
     measures the fraction inside those cells. Mean over images.
     """
@@ -332,11 +333,11 @@ def delta(module, params, mask_fn, z, layer, alpha, k, locations=None, batch_siz
 
     @jax.jit
     def run(params, z, loc):
-        h = intervene.prefix(module, params, z, layer)
+        h = edits.prefix(module, params, z, layer)
         fracs = []
         for value in (k, jnp.zeros_like(k)):
-            edit = intervene.make(layer, alpha, value, loc)
-            m = cell_coverage(mask_fn(intervene.tail(module, params, h, layer, edit)), h.shape[1:3])
+            edit = edits.make(layer, alpha, value, loc)
+            m = cell_coverage(mask_fn(edits.tail(module, params, h, layer, edit)), h.shape[1:3])
             w = jnp.ones_like(m) if loc is None else loc
             fracs.append(jnp.sum(m * w, axis=(1, 2)) / jnp.maximum(jnp.sum(w, axis=(1, 2)), 1e-20))
         return fracs[0] - fracs[1]

@@ -1,9 +1,9 @@
-"""IoU, IQR, per-unit thresholds and unit labels from :class:`gdjax.iou.ThresholdCounts`.
+"""IoU, IQR, per-unit thresholds and unit labels from :class:`gdjax.dissect.counts.ThresholdCounts`.
 
 Pure NumPy (float64) finalize functions, run once on the host after the counting passes, so
 their results do not depend on the backend or on the number of devices.
 
-The reference (REFERENCE §3.4-3.6) estimates the conditional CDFs with quantile sketches and
+The reference (reference §3.4-3.6) estimates the conditional CDFs with quantile sketches and
 interpolates them; here every fraction is an exact count ratio (pixels with activation strictly
 above the threshold). Quirks are reproduced only behind options, off by default:
 
@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gdjax.iou import ThresholdCounts
+from gdjax.dissect.counts import ThresholdCounts
 
 __all__ = [
     "IqrSearch",
@@ -50,7 +50,7 @@ def monotone_thresholds(quantiles: np.ndarray) -> np.ndarray:
     """Quantiles at decreasing ``q`` (``[C, T]``) made exactly non-increasing along ``T``.
 
     Interpolated quantiles can break monotonicity by an ulp at an order statistic;
-    :func:`gdjax.iou.counts_update` needs it exact.
+    :func:`gdjax.dissect.counts.counts_update` needs it exact.
     """
     return np.minimum.accumulate(np.asarray(quantiles, np.float32), axis=-1)
 
@@ -122,7 +122,7 @@ def iqr_search(
     full: bool = False,
     chunk: int = 32,
 ) -> IqrSearch:
-    """The reference's ``collect_iqr`` (REFERENCE §3.4.3) on exact counts.
+    """The reference's ``collect_iqr`` (reference §3.4.3) on exact counts.
 
     ``counts``: from ``thresholds`` (float32 ``[C, T]``, non-increasing, ``tau[u, j] =
     Q_u(1 - f_j)`` over all pixels of the threshold set); ``fractions``: ``f_j`` (default
@@ -179,7 +179,7 @@ def iqr_search(
 def unit_levels(
     search: IqrSearch, *, label0_quirk: bool = False, ties_quirk: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One threshold per unit from its best-IQR label (REFERENCE §0.4, §3.4.4).
+    """One threshold per unit from its best-IQR label (reference §0.4, §3.4.4).
 
     Returns ``best`` int ``[C]`` (``argmax_l max_iqr[l, u]``) and ``level`` float32 ``[C]``
     (``max_iqr_level[best, u]``). By default label 0 does not compete and a unit whose IQR is 0
@@ -248,7 +248,7 @@ def label_units(
     iqr_threshold: float | None = 0.01,
     ties_quirk: bool = False,
 ) -> UnitLabels:
-    """Each unit's label and interpretability (REFERENCE §3.6, §12.9).
+    """Each unit's label and interpretability (reference §3.6, §12.9).
 
     ``best`` from :func:`unit_levels` in ``iqr`` mode (the label is *not* the IoU argmax);
     ``None`` for a fixed quantile threshold: ``argmax_l IoU`` (first index unless

@@ -1,6 +1,6 @@
 """Segmentation label vocabularies, label maps from probabilities, and quad sub-labels.
 
-Two vocabularies share one numbering scheme (REFERENCE §2.2): label 0 is ``'-'`` (no label);
+Two vocabularies share one numbering scheme (reference §2.2): label 0 is ``'-'`` (no label);
 ``1..n`` are the objects (channel 0); with ``quad`` the four ``'<obj>-t/-l/-b/-r'`` copies
 follow; then materials, then the parts of the first owners that are not objects themselves.
 
@@ -176,7 +176,7 @@ def quad_channels(obj: jax.Array, n_obj: int, skip_last: bool = False) -> jax.Ar
     ``[l, r]``: ``vmid = (t + b + 1) // 2``, ``hmid = (l + r + 1) // 2``; label ``+ n_obj`` above
     ``vmid`` (``-t``), ``+ 3 n_obj`` below (``-b``), ``+ 2 n_obj`` left of ``hmid`` (``-l``),
     ``+ 4 n_obj`` right (``-r``); background stays 0. ``skip_last=True`` reproduces the
-    reference bug (REFERENCE §9.8): the last component in raster order gets 0.
+    reference bug (reference §9.8): the last component in raster order gets 0.
     """
     h, w = obj.shape
     n = h * w

@@ -1,0 +1,74 @@
+"""Unit strips: a unit's top images with its active region outlined, and their segmentations.
+
+Files under the report's ``outdir``: ``<layer>/image/<unit>-top.jpg`` (a photograph: JPEG at
+quality 90; the reference uses 80) and ``<layer>/image/<unit>-seg.png`` (flat colours: PNG). The
+strip mask is the IoU's own mask (bilinear, edge clamp, strict ``>``), not the reference's
+zero-padded spline with ``>=`` (reference §9 item 18), so pictures and IoU agree.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from gdjax.models import resample
+from gdjax.report import draw
+
+__all__ = ["save_strip", "seg_strip", "unit_strip"]
+
+_upsample = jax.jit(resample.upsample, static_argnums=(1, 2))  # one dispatch per strip
+
+
+def _row(tiles: np.ndarray, gap: int) -> np.ndarray:
+    """uint8 ``[k, H, W, 3]`` -> ``[H, k*(W+gap)-gap, 3]`` with white gaps."""
+    k, h, w, _ = tiles.shape
+    out = np.full((h, k * (w + gap) - gap, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        out[:, i * (w + gap) : i * (w + gap) + w] = tile
+    return out
+
+
+def unit_strip(images, acts, level, gap=4, dim=0.5, outline=(255, 255, 0)) -> np.ndarray:
+    """The unit's top images with its active region shown: uint8 ``[H, k*(W+gap)-gap, 3]``.
+
+    ``images``: uint8 ``[k, H, W, 3]``; ``acts``: float ``[k, h, w]`` raw activation maps;
+    ``level``: the unit's threshold. ``acts`` is upsampled to ``[H, W]`` by
+    :func:`gdjax.upsample.upsample` (half-pixel bilinear, edge clamp, as the IoU); the mask is
+    ``act > level``. Outside the mask pixels are ``uint8(x * dim)`` (truncated); mask pixels
+    with a 4-neighbour outside the mask become ``outline`` (the image border is not "outside",
+    so a region touching it is not outlined there); the other mask pixels are unchanged.
+    """
+    images = np.asarray(images, np.uint8)
+    k, h, w, _ = images.shape
+    up = np.asarray(_upsample(np.asarray(acts, np.float32)[..., None], (h, w), False))[..., 0]
+    mask = up > level
+    p = np.pad(mask, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    interior = p[:, :-2, 1:-1] & p[:, 2:, 1:-1] & p[:, 1:-1, :-2] & p[:, 1:-1, 2:]
+    edge = mask & ~interior
+    out = np.where(mask[..., None], images, (images * np.float32(dim)).astype(np.uint8))
+    out[edge] = np.asarray(outline, np.uint8)
+    return _row(out, gap)
+
+
+def seg_strip(labels, colors, size, gap=4) -> np.ndarray:
+    """Segmentations as colours: uint8 ``[H, k*(W+gap)-gap, 3]`` for ``size = (H, W)``.
+
+    ``labels``: int ``[k, h, w]`` (one channel); ``colors``: uint8 ``[L, 3]`` palette (labels
+    outside ``[0, L)`` are clipped). Nearest upsampling at pixel centres: output row ``t``
+    reads row ``floor((t + 0.5) * h / H)`` (a plain repeat for integer factors).
+    """
+    labels = np.asarray(labels)
+    k, h, w = labels.shape
+    rows = ((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64)
+    cols = ((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64)
+    big = labels[:, rows][:, :, cols]
+    return _row(np.take(np.asarray(colors, np.uint8), big, axis=0, mode="clip"), gap)
+
+
+def save_strip(outdir: str, layer: str, unit: int, top_strip, seg) -> tuple[str, str]:
+    """Write ``<layer>/image/<unit>-top.jpg`` (a photograph: JPEG) and ``-seg.png`` (flat
+    colours, exact: PNG) under ``outdir``; returns the paths."""
+    base = os.path.join(outdir, layer, "image", f"{int(unit)}")
+    return draw.save_jpeg(base + "-top.jpg", top_strip), draw.save_png(base + "-seg.png", seg)
