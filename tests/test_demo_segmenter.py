@@ -29,8 +29,13 @@ def test_shipped_segmenter_meets_targets(seg):
     print(train_segmenter.format_evaluation(result))
     assert result["confusion"].sum() == 2000 * 64 * 64
     assert set(result["iou"]) == {name for name, _ in scenes.LABELS[1:]}
-    assert result["pixel_accuracy"] >= 0.95
-    assert result["mean_iou"] >= 0.85
+    # Measured on these 2000 scenes: pixel accuracy 0.9758, mean IoU 0.9109; per class sky 0.981,
+    # cloud 0.864, mountain 0.916, water 0.951, grass 0.977, road 0.960, tree 0.833,
+    # building 0.935, roof 0.915, window 0.776, door 0.912.
+    assert result["pixel_accuracy"] >= 0.97
+    assert result["mean_iou"] >= 0.90
+    worst = min(result["iou"], key=result["iou"].get)
+    assert result["iou"][worst] >= 0.75, (worst, result["iou"][worst])
 
 
 @needs_weights
@@ -45,7 +50,7 @@ def test_shipped_segmenter_config_and_downsample(seg):
     assert out.shape == (16, 32, 32, 1) and out.dtype == np.int32
     assert out.min() >= 1 and out.max() < len(scenes.LABELS)  # '-' is never predicted
     # Against the top-left pixel of each 2x2 cell (they may differ along boundaries).
-    assert (out[..., 0] == labels[:, ::2, ::2]).mean() > 0.9
+    assert (out[..., 0] == labels[:, ::2, ::2]).mean() > 0.9  # measured 0.935
 
 
 def test_missing_generator_says_how_to_make_it(monkeypatch, tmp_path):

@@ -1,6 +1,7 @@
 """The procedural world: determinism, ranges, class statistics and context rules on exact masks."""
 
 import functools
+import hashlib
 
 import numpy as np
 import pytest
@@ -61,6 +62,44 @@ def test_deterministic_and_prefix_stable():
     other = scenes.render(8, 5)
     assert not np.array_equal(other[1], labels[:5])
     assert scenes.render(7, 0)[0].shape == (0, 64, 64, 3)
+
+
+# sha256 of scenes.render(seed, n, size): (image bytes, float32; label bytes, int32). Computed
+# from the renderer that made the shipped demo models' training data (numpy 2.4.6; the same with
+# numpy's AVX-512 and AVX2 kernels switched off through NPY_DISABLE_CPU_FEATURES).
+GOLDEN = {
+    (0, 8, 64): (
+        "adfe9ba6e6450a6e2dd89fdb38134e05ee78d77e3f0987a7c4deb523d72d1e07",
+        "64b1792e60b35ada2ddb40b4aed4e610ac1501f48e9eeb920cd2fb0b1397cfb9",
+    ),
+    (1, 8, 64): (
+        "60930ec2791cb3496b377627b4c5e899b86bf4bc8698e70b994a50a16189dca2",
+        "31972f8d4aa8ccc661147f4d8ae99d0f8d834008ab71c72e15814736e112a109",
+    ),
+    (1000, 8, 64): (
+        "ad4dd103c23958af9ed5a47038020078baab5146db2eb720fcd937339e13465d",
+        "fd67d664b1f4ed2306026faf3843b844942c34406dea9db6039779e44f3335c9",
+    ),
+    (0, 8, 128): (
+        "8d73cffe4d6bd1d04637cb533fa1db8e53467ab27a849a7a045ccf9ee2b36d36",
+        "21b6538fd740de29865e38d35c630c8cf0441c42fd8a2d8370515cc93a64d850",
+    ),
+}
+
+
+@pytest.mark.parametrize("seed,n,size", list(GOLDEN))
+def test_golden_hashes(seed, n, size):
+    images, labels = scenes.render(seed, n, size)
+    assert images.dtype == np.float32 and labels.dtype == np.int32
+    got = tuple(hashlib.sha256(a.tobytes()).hexdigest() for a in (images, labels))
+    want = GOLDEN[seed, n, size]
+    changed = [what for what, a, b in zip(("images", "labels"), got, want, strict=True) if a != b]
+    assert not changed, (
+        f"the world changed: the {' and '.join(changed)} of scenes.render({seed}, {n}, {size}) "
+        f"no longer match the golden hashes. The shipped demo models (gdjax/world/assets/demo) "
+        f"were trained on this world; if the change is intended, retrain and re-export them "
+        f"(examples/train_demo.py) and update GOLDEN to {got}"
+    )
 
 
 def test_jax_keys():
