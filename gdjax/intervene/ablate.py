@@ -164,12 +164,17 @@ def save_sweep(path: str, base, ablated, labels, layer: str) -> str:
     return path + ".npz"
 
 
-def edit_grid(module, params, z, rows: dict, segment_fn=None, colorize=None, scale: int = 2):
-    """Before/after grid: uint8 ``[rows, cols, 3]`` and the row names.
+def edit_grid(
+    module, params, z, rows: dict, segment_fn=None, colorize=None, scale: int = 2,
+    captions: bool = True,
+):  # fmt: skip
+    """Before/after grid: uint8 ``[H, W, 3]`` and the row names.
 
     Rows: the unedited images, then one per ``rows`` entry (name -> Edit or list of Edits);
     one column per latent of ``z [N, Z]``. With ``segment_fn`` and ``colorize`` (label map
     ``[N, h, w]`` -> uint8 colours) every image row is followed by its first label channel.
+    With ``captions`` each row's name is written at its left (:func:`draw.caption_rows`), the
+    tiles unchanged in the columns right of that band.
     """
     rows = [("original", ())] + list(rows.items())
     names, tiles = [], []
@@ -183,7 +188,10 @@ def edit_grid(module, params, z, rows: dict, segment_fn=None, colorize=None, sca
             names.append(f"{name} (segmentation)")
             tiles.append(np.stack([draw.enlarge(t, factor) for t in seg]))
     tiles = np.concatenate([np.stack([draw.enlarge(t, scale) for t in row]) for row in tiles])
-    return draw.grid(tiles, ncols=len(z)), names
+    image = draw.grid(tiles, ncols=len(z))
+    if captions:
+        image = draw.caption_rows(image, names, tiles.shape[1], pad=2, max_width=160)
+    return image, names
 
 
 def experiment(

@@ -112,7 +112,8 @@ def compare(
 
 
 def write_world_grid(path: str, generator, seg: seglib.Segmenter, n: int = 8, seed: int = 1):
-    """PNG of four rows: generated scenes, their segmentation, rendered scenes, theirs.
+    """PNG of four captioned rows: generated scenes, their segmentation, rendered scenes,
+    theirs; below them a key of the label colours present in either segmentation.
 
     ``generator = (module, params)``; latents are ``sample_z(n, seed)``, rendered scenes are
     ``scenes.render(seed, n)``. Images are enlarged x2 so the 64x64 world reads on screen.
@@ -125,9 +126,17 @@ def write_world_grid(path: str, generator, seg: seglib.Segmenter, n: int = 8, se
     z = proggan.sample_z(n, seed, module.sizes[0])
     fake = np.asarray(module.apply({"params": params}, z)[0])
     real = scenes.render(seed, n, size=fake.shape[1])[0]
-    rows = []
+    rows, present = [], set()
     for images in (fake, real):
         labels = np.asarray(seglib.segment(seg, jnp.asarray(images)))[..., 0]
+        present.update(np.unique(labels).tolist())
         rows += [draw.to_uint8(images), draw.colorize(labels)]
     tiles = np.concatenate(rows)
-    return draw.save_png(path, draw.enlarge(draw.grid(tiles, n), 2))
+    image = draw.enlarge(draw.grid(tiles, n), 2)  # grid gaps of 2 px become 4
+    captions = ["generated", "segmentation of generated", "rendered", "segmentation of rendered"]
+    image = draw.caption_rows(image, captions, 2 * tiles.shape[1], pad=4, max_width=120)
+    # colorize's default palette is prefix-stable, so palette(max + 1) holds every row's colours.
+    present = sorted(i for i in present if i >= 0)
+    names = [seg.labels[i][0] if seg.labels[i][0] != "-" else "unlabelled" for i in present]
+    key = draw.legend(names, draw.palette(max(present) + 1)[present], width=image.shape[1])
+    return draw.save_png(path, draw.vstack([image, key], gap=6))
