@@ -92,8 +92,9 @@ def test_experiment_writes_files(gen, tmp_path):
     assert rec["removed"][2] == pytest.approx(1.0)
     assert out["ace"]["units"] == [0, 2, 1]
     grid = np.asarray(Image.open(tmp_path / "red-grid.png"))
-    # 3 rows of images + 3 of segmentations, each tile 16 px, 2 px gaps
-    assert grid.shape == (6 * 18 - 2, 3 * 18 - 2, 3)
+    # 3 rows of images + 3 of segmentations, each tile 16 px, 2 px gaps, and a caption band
+    band = grid.shape[1] - (3 * 18 - 2)
+    assert grid.shape[0] == 6 * 18 - 2 and 40 < band <= 160
     assert Image.open(tmp_path / "red-curve.png").size == (640, 420)
 
 

@@ -1,6 +1,6 @@
 """ACE on a planted generator whose class is caused by units 1 and 3 (tests/planted.py)."""
 
-import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +9,7 @@ import planted
 import pytest
 
 from gdjax import ace, intervene, proggan
+from gdjax.errors import InputError
 
 CFG = ace.Config(
     layer="layer1",
@@ -160,18 +161,54 @@ def test_unit_quantiles(gen):
     np.testing.assert_allclose(got, np.quantile(h, [0.5, 0.99], axis=0, method="hazen"))
 
 
-def test_add_ranking_and_init(tmp_path):
-    path = str(tmp_path / "dissect.json")
-    ace.add_ranking(path, "layer4", "tree-iou", [-0.1, -0.4, 0.0], metric="iou")
-    np.testing.assert_allclose(ace.init_from_dissect(path, "layer4", "tree"), [0.25, 1.0, 0.0])
-    record = {"layers": [{"layer": "layer4", "rankings": [{"name": n} for n in "abc"]}]}
-    with open(path, "w") as f:
-        json.dump(record, f)
-    ace.add_ranking(path, "layer4", "tree-ace", [-1.0, -0.5])
-    ace.add_ranking(path, "layer4", "tree-ace", [-0.5, -1.0])
-    with open(path) as f:
-        names = [r["name"] for r in json.load(f)["layers"][0]["rankings"]]
-    assert names == ["a", "b", "tree-ace", "c"]
-    with open(path + ".bak") as f:
-        assert json.load(f) == record
-    assert ace.init_from_dissect(path, "layer4", "door") is None
+def test_init_from_dissect():
+    rec = {"layers": [{"layer": "layer4", "rankings": [
+        {"name": "tree-iou", "metric": "iou", "score": [-0.1, -0.4, 0.0]},
+        {"name": "sky-iou", "metric": "iou", "score": [0.0, 0.0, 0.0]},
+    ]}]}  # fmt: skip
+    np.testing.assert_allclose(ace.init_from_dissect(rec, "layer4", "tree"), [0.25, 1.0, 0.0])
+    assert ace.init_from_dissect(rec, "layer4", "door") is None  # no ranking
+    assert ace.init_from_dissect(rec, "layer4", "sky") is None  # no positive IoU
+
+
+def test_check_config():
+    assert ace.check_config(ace.Config()) == ace.Config()
+    bad = {
+        "train_size must be a positive integer, got 0": dict(train_size=0),
+        r"search_size 100 is below train_size \+ eval_size \(1000 \+ 200\)": dict(search_size=100),
+        "train_size 10 is below one Adam step of train_batch_size x train_update_freq = 20": dict(
+            train_size=10, eval_size=5, search_size=100
+        ),
+        "lr must be > 0": dict(lr=0.0),
+    }
+    for message, change in bad.items():
+        with pytest.raises(InputError, match=message):
+            ace.check_config(ace.Config(**change))
+
+
+def test_optimize_resumes_after_an_interruption(gen, tmp_path, monkeypatch):
+    module, params = gen
+    cfg = CFG._replace(train_epochs=4)
+    whole = ace.optimize(module, params, planted.FNS, cfg, progress=False)
+    work = str(tmp_path / "work")
+    real_bar = ace._progress.bar
+
+    def interrupted_bar(items, desc="", **kw):  # Ctrl-C when the third epoch is to start
+        for i, item in enumerate(real_bar(items, desc, **kw)):
+            if desc == "ace epochs" and i == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(ace._progress, "bar", interrupted_bar)
+    with pytest.raises(KeyboardInterrupt):
+        ace.optimize(module, params, planted.FNS, cfg, progress=False, workdir=work)
+    monkeypatch.setattr(ace._progress, "bar", real_bar)
+    with np.load(os.path.join(work, "training.npz")) as f:
+        assert int(f["epochs"]) == 2  # two epochs were kept
+    searched = []
+    present = ace.present_set
+    monkeypatch.setattr(ace, "present_set", lambda *a: searched.append(1) or present(*a))
+    resumed = ace.optimize(module, params, planted.FNS, cfg, progress=False, workdir=work)
+    assert searched == []  # the present set was not searched again
+    for field in ace.Result._fields:
+        np.testing.assert_array_equal(getattr(resumed, field), getattr(whole, field), field)

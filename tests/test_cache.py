@@ -48,30 +48,58 @@ def test_one_and_four_devices_give_identical_bytes(tmp_path):
     np.testing.assert_allclose(one.acts["layer4"], acts["layer4"], rtol=1e-5, atol=1e-5)
 
 
+class _Recorder(cache.Watch):
+    """Remembers every progress report of cache.collect: the batches it computed."""
+
+    def __init__(self):
+        super().__init__()
+        self.reports = []
+
+    def _publish(self, c, done):
+        self.reports.append(done)
+        super()._publish(c, done)
+
+
 def test_resume_recomputes_only_unfinished_batches(tmp_path):
     module, params = proggan.init(SIZES, seed=2)
-    calls = []
 
     def fn(z):
-        calls.append(z.shape)
         images, acts = module.apply({"params": params}, z, capture=("layer4",))
         return acts, (images[..., :1] > 0).astype(jnp.int16)
 
     z = proggan.sample_z(24, 3, 16)
     full = cache.collect(str(tmp_path / "a"), z, fn, batch_size=8, micro=8)
     cache.collect(str(tmp_path / "b"), z, fn, batch_size=8, micro=8)
-    # Pretend the run was killed after the first batch, with garbage written after it.
+    # Pretend the run was killed after the first batch, with garbage written after it, and
+    # mark the finished batch's rows: a resumed run must not compute them again.
     progress = tmp_path / "b" / "progress.json"
     progress.write_text(json.dumps({"done": 8, "n": 24, "batch_size": 8}))
     arr = np.load(tmp_path / "b" / "act_layer4.npy", mmap_mode="r+")
+    arr[:8] = 7.0
     arr[8:] = np.nan
     arr.flush()
-    resumed = cache.collect(str(tmp_path / "b"), z, fn, batch_size=8, micro=8)
-    np.testing.assert_array_equal(resumed.acts["layer4"], full.acts["layer4"])
+    watch = _Recorder()
+    resumed = cache.collect(str(tmp_path / "b"), z, fn, batch_size=8, micro=8, watch=watch)
+    assert watch.reports == [8, 16, 24]  # started at 8: two batches computed, not three
+    assert np.all(resumed.acts["layer4"][:8] == 7.0)  # the finished batch was left alone
+    np.testing.assert_array_equal(resumed.acts["layer4"][8:], full.acts["layer4"][8:])
     np.testing.assert_array_equal(resumed.labels, full.labels)
     with pytest.raises(ValueError, match="holds a cache of 24 images in batches of 8"):
         cache.collect(str(tmp_path / "b"), z[:16], fn, batch_size=8, micro=8)
-    with pytest.raises(ValueError, match="sample count 4 is below the batch size 8"):
-        cache.collect(str(tmp_path / "c"), z[:4], fn, batch_size=8, micro=8)
-    with pytest.raises(ValueError, match="multiple of micro-batch 3"):
-        cache.collect(str(tmp_path / "d"), z, fn, batch_size=8, micro=3)
+
+
+def test_any_batch_size_and_fewer_samples_than_a_batch(tmp_path):
+    module, params = proggan.init(SIZES, seed=2)
+
+    def fn(z):
+        images, acts = module.apply({"params": params}, z, capture=("layer4",))
+        return acts, (images[..., :1] > 0).astype(jnp.int16)
+
+    z = proggan.sample_z(5, 3, 16)
+    want = module.apply({"params": params}, z, capture=("layer4",))[1]["layer4"]
+    assert cache.step_size(3, micro=4, devices=[None]) == 4
+    assert cache.step_size(9, micro=4, devices=[None, None]) == 16
+    for batch_size, micro in ((8, 8), (3, 4), (1, 2), (64, 8)):
+        c = cache.collect(str(tmp_path / f"{batch_size}-{micro}"), z, fn, batch_size, micro)
+        assert c.size == 5
+        np.testing.assert_allclose(c.acts["layer4"], want, rtol=1e-5, atol=1e-5)

@@ -7,7 +7,8 @@ import jax
 import planted
 import pytest
 
-from gdjax import ace, causal
+from gdjax import ace, causal, report
+from gdjax.errors import InputError
 
 LABELS = ["-", "red", "green", "blue"]
 CFG = ace.Config(
@@ -49,14 +50,15 @@ def _dissect(path):
 
 def test_eligible(tmp_path):
     path = _dissect(tmp_path / "dissect.json")
-    names, skipped, units = causal.eligible(path, "layer1", LABELS, min_units=2)
+    rec = report.read(path)
+    names, skipped, units = report.eligible(rec, "layer1", LABELS, min_units=2)
     assert names == ["red", "green"]
     assert list(skipped) == ["blue"] and "1 interpretable units < min_units 2" in skipped["blue"]
     assert units == {"red": 2, "green": 3, "blue": 1}
-    names, skipped, _ = causal.eligible(path, "layer1", LABELS, ["green", "blue"], min_units=3)
+    names, skipped, _ = report.eligible(rec, "layer1", LABELS, ["green", "blue"], min_units=3)
     assert names == ["green"] and list(skipped) == ["blue"]
-    with pytest.raises(ValueError, match="unknown classes"):
-        causal.eligible(path, "layer1", LABELS, ["purple"])
+    with pytest.raises(InputError, match="unknown class 'purple'; classes are red, green, blue"):
+        report.eligible(rec, "layer1", LABELS, ["purple"])
 
 
 def test_run_all_resumes(tmp_path, monkeypatch):
@@ -98,5 +100,5 @@ def test_run_all_resumes(tmp_path, monkeypatch):
     assert ran == ["green"]
     for a, b in zip(again["classes"], first["classes"], strict=True):
         assert a == b  # deterministic: the same numbers
-    with pytest.raises(ValueError, match="settings differ"):
+    with pytest.raises(ValueError, match="with other settings"):
         causal.run_all(out, module, params, FNS.get, dissect, LABELS, CFG, **{**kw, "topn": 3})

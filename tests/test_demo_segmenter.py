@@ -113,5 +113,5 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     c, info_c = train_segmenter.train(str(tmp_path / "a"), config, cfg, until=4, **quiet)
     assert info_c["steps"] == 4
     jax.tree.map(np.testing.assert_array_equal, c.variables, a.variables)
-    with pytest.raises(ValueError, match="holds a different training run"):
+    with pytest.raises(ValueError, match="holds a training run with other settings"):
         train_segmenter.train(str(tmp_path / "a"), config, cfg._replace(steps=13), **quiet)

@@ -16,7 +16,10 @@ import pytest
 
 from gdjax import dissect, proggan, scenes
 from gdjax import segmenter as seglib
-from gdjax.dissect import cache, passes, run
+from gdjax.dissect import cache, layer, passes
+from gdjax.dissect.result import LayerResult
+from gdjax.dissect.settings import Settings
+from gdjax.errors import InputError
 from gdjax.world import train_segmenter
 
 GEN_SIZES = (16, 16, 16, 8, 8, 8)  # 64x64 output; layer4 is 8x8 with 16 units
@@ -26,28 +29,36 @@ SEG_CONFIG = train_segmenter.demo_config(
 WORKER = """
 import sys, jax
 from gdjax import dissect, proggan, segmenter as seglib
+from gdjax.dissect.result import LayerResult
+from gdjax.dissect.settings import Settings
+from gdjax.errors import InputError
 from gdjax.world import train_segmenter as segtrain
 assert len(jax.local_devices()) == int(sys.argv[2])
 seg = seglib.from_config(segtrain.demo_config(stem=(8, 8, 8), planes=(8, 8, 8, 8),
                                               depths=(1, 1, 1, 1), dim=8), key=jax.random.key(0))
 gen = proggan.init({sizes}, seed=0)
-dissect.dissect(sys.argv[1], gen, seg, ["layer4", "layer6"], samples=int(sys.argv[3]),
-                batch_size=16, micro=4)
+settings = Settings(layers=("layer4", "layer6"), samples=int(sys.argv[3]), batch_size=16, micro=4)
+from gdjax.dissect import passes
+passes.stats_batch = lambda n, grid: 32  # several batches per pass (results do not depend on it)
+{probe}
+dissect.dissect(sys.argv[1], gen, seg, settings, overlap=sys.argv[4] == "1",
+                checkpoint_seconds=float(sys.argv[5]))
 """
 
 
-def worker(outdir, devices=1, samples=64):
+def worker(outdir, devices=1, samples=64, overlap=True, checkpoint_seconds=30.0):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    code = WORKER.format(sizes=GEN_SIZES)
-    argv = [sys.executable, "-c", code, str(outdir), str(devices), str(samples)]
+    code = WORKER.format(sizes=GEN_SIZES, probe="")
+    argv = [sys.executable, "-c", code, str(outdir), str(devices), str(samples),
+            str(int(overlap)), str(checkpoint_seconds)]  # fmt: skip
     return subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
 
 
 def outputs(outdir):
     out = {"json": (outdir / "dissect.json").read_bytes()}
-    for layer in ("layer4", "layer6"):
-        with np.load(outdir / layer / "result.npz") as f:
-            out |= {f"{layer}/{k}": f[k] for k in f.files}
+    for name in ("layer4", "layer6"):
+        with np.load(outdir / name / "stats.npz") as f:
+            out |= {f"{name}/{k}": f[k] for k in f.files}
     return out
 
 
@@ -76,69 +87,142 @@ def planted_cache(n=48):
 def test_planted_units_get_iou_one_and_their_label(tmp_path, threshold):
     main = planted_cache()
     label_category = np.zeros(len(scenes.LABELS), int)
-    res = run.dissect_layer(
-        "x", main, main, label_category, 1, workdir=str(tmp_path), threshold=threshold,
-        batch_size=16,
-    )  # fmt: skip
+    settings = Settings(layers=("x",), threshold=threshold)
+    res = layer.dissect_layer(
+        "x", main, main, label_category, 1, settings, workdir=str(tmp_path), batch_size=16
+    )
     units = np.arange(3)
     want = [scenes.SKY, scenes.GRASS, scenes.BUILDING]
+    np.testing.assert_array_equal(res.label[:3], want)
     if threshold == "iqr":
-        np.testing.assert_array_equal(res["best"][:3], want)
         # The best of 100 log-spaced top fractions lands within a few % of the class size.
-        np.testing.assert_allclose(res["iou"][want, units], 1.0, atol=0.08)
-        assert res["iou"][:, 3:].max() < 0.5  # uniform noise units match nothing well
+        np.testing.assert_allclose(res.iou[want, units], 1.0, atol=0.08)
+        assert res.iou[:, 3:].max() < 0.5  # uniform noise units match nothing well
     else:  # top-20% level: IoU is the overlap of the top 20% with the class mask
         freq = scenes.class_frequencies(main.labels, len(scenes.LABELS))[want]
         np.testing.assert_allclose(
-            res["iou"][want, units], np.minimum(freq, 0.2) / np.maximum(freq, 0.2), rtol=0.02
-        )  # noqa: E501
+            res.iou[want, units], np.minimum(freq, 0.2) / np.maximum(freq, 0.2), rtol=0.02
+        )
+    saved = res.save(str(tmp_path / "stats.npz"))
+    back = LayerResult.load(saved)
+    for field, value in res._asdict().items():
+        if field == "search":
+            assert (value is None) == (threshold != "iqr")
+            for k in value or {}:
+                np.testing.assert_array_equal(back.search[k], value[k])
+        else:
+            np.testing.assert_array_equal(getattr(back, field), value, err_msg=field)
 
 
+def _newest_checkpoint_step(directory):
+    steps = [int(p.name) for p in directory.glob("*") if p.name.isdigit()]
+    return max(steps, default=0)
+
+
+@pytest.mark.slow
 def test_dissect_writes_report_and_resumes_identically_after_kill(tmp_path):
     full = tmp_path / "full"
     assert worker(full, samples=96).wait() == 0
     record = json.loads((full / "dissect.json").read_text())
-    assert [layer["layer"] for layer in record["layers"]] == ["layer4", "layer6"]
+    assert [lrec["layer"] for lrec in record["layers"]] == ["layer4", "layer6"]
     unit = record["layers"][0]["units"][0]
     for field in ("unit", "iou", "iou_label", "iou_cat", "iou_iqr", "level", "interp", "top"):
         assert field in unit
     for path in ("report.html", "layer4/bargraph.png", "layer4/image/0-top.jpg",
-                 "layer6/image/7-seg.png", "layer4/stats.npz"):  # fmt: skip
+                 "layer6/image/7-seg.png", "layer4/stats.npz", "settings.json"):  # fmt: skip
         assert (full / path).exists(), path
-    # Kill -9 in the middle of the statistics passes (tests/test_cache.py covers a kill while
-    # generating), then resume.
+    assert not list(full.glob("*/result.npz"))  # one file per layer's result
+    # Kill -9 in the middle of a statistics pass, after it wrote a checkpoint (every batch:
+    # checkpoint_seconds=0); tests/test_cache.py covers a kill while generating. The resumed
+    # pass starts from that checkpoint.
     killed = tmp_path / "killed"
-    proc = worker(killed, samples=96)
+    proc = worker(killed, samples=96, checkpoint_seconds=0)
+    passes_dir = killed / "layer4" / "passes" / "iou_counts"
     deadline = time.time() + 300
     while (
-        not (killed / "layer4/passes").exists() and proc.poll() is None and time.time() < deadline
-    ):
-        time.sleep(0.05)
+        _newest_checkpoint_step(passes_dir) == 0 and proc.poll() is None
+        and time.time() < deadline
+    ):  # fmt: skip
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    assert not (killed / "dissect.json").exists()
-    assert worker(killed, samples=96).wait() == 0
+    step = _newest_checkpoint_step(passes_dir)
+    assert 0 < step < 96, step  # killed mid-pass, after a checkpoint
+    assert not (killed / "dissect.json").exists() and not (killed / "layer4/stats.npz").exists()
+    log = killed / "resume.log"
+    code = WORKER.format(sizes=GEN_SIZES, probe=RESUME_PROBE)
+    argv = [sys.executable, "-c", code, str(killed), "1", "96", "1", "0", str(log)]
+    assert subprocess.run(argv, stderr=subprocess.DEVNULL).returncode == 0
+    starts = json.loads(log.read_text())
+    assert starts["layer4 IoU counts, top-k"] == step  # resumed where the checkpoint was
     assert_same(outputs(full), outputs(killed))
-    # Four devices give the same bytes.
+    # Four devices, and the statistics after the networks instead of beside them: same bytes.
     four = tmp_path / "four"
     assert worker(four, devices=4, samples=96).wait() == 0
     assert_same(outputs(full), outputs(four))
+    plain = tmp_path / "sequential"
+    assert worker(plain, samples=96, overlap=False).wait() == 0
+    assert_same(outputs(full), outputs(plain))
 
 
-def test_clear_errors(tmp_path):
+# Inserted into WORKER's code: records where each pass over the cache started.
+RESUME_PROBE = """
+import atexit, json
+starts, plain_batches = {}, passes.batches
+def logged(arrays, batch_size, desc, start_at=0, ready=None):
+    starts.setdefault(desc, start_at)
+    return plain_batches(arrays, batch_size, desc, start_at, ready)
+passes.batches = logged
+atexit.register(lambda: open(sys.argv[6], "w").write(json.dumps(starts)))
+"""
+
+
+def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     seg = seglib.from_config(SEG_CONFIG, key=jax.random.key(0))
     gen = proggan.init(GEN_SIZES, seed=0)
-    with pytest.raises(ValueError, match=r"unknown layer 'layer99'; valid layers: layer1, "):
-        dissect.dissect(str(tmp_path / "a"), gen, seg, ["layer99"], samples=16)
-    with pytest.raises(ValueError, match="sample count 8 is below the batch size 16"):
-        dissect.dissect(str(tmp_path / "b"), gen, seg, ["layer4"], samples=8, batch_size=16)
-    with pytest.raises(ValueError, match=r"holds a different run \(settings differ: samples=8\)"):
-        dissect.dissect(str(tmp_path / "b"), gen, seg, ["layer4"], samples=16, batch_size=16)
+    out = tmp_path / "a"
+    bad = {
+        "unknown layer 'layer99'; valid layers: layer1, ": dict(layers=("layer99",)),
+        "downsample 3 does not divide the image size 64": dict(downsample=3),
+    }
+    for message, change in bad.items():
+        with pytest.raises(InputError, match=message):
+            dissect.dissect(str(out), gen, seg, Settings(samples=16, **change))
+        assert not out.exists()
+    for message, change in {
+        "samples must be >= 1, got 0": dict(samples=0),
+        "batch_size must be an integer, got 2.5": dict(batch_size=2.5),
+        r"threshold must be 'iqr' or a fraction in \(0, 1\), got 1.5": dict(threshold=1.5),
+        "threshold must be 'iqr' or a fraction in": dict(threshold="top"),
+        "no layer to dissect": dict(layers=("", " ")),
+        "iou must be 'category' or 'all'": dict(iou="pixels"),
+    }.items():
+        with pytest.raises(InputError, match=message):
+            Settings(**change)
+    assert Settings(layers=("layer4", "")).layers == ("layer4",)  # as from --layers=layer4,
+    assert Settings(threshold="0.01").threshold == 0.01
+
+
+def test_sample_count_below_the_batch_and_other_settings(tmp_path):
+    seg = seglib.from_config(SEG_CONFIG, key=jax.random.key(0))
+    gen = proggan.init(GEN_SIZES, seed=0)
+    out = str(tmp_path / "b")
+    few = Settings(samples=5, batch_size=12, micro=4, strips=2, threshold=0.1)
+    rec = dissect.dissect(out, gen, seg, few)
+    assert len(rec["layers"][0]["units"]) == 16
+    assert rec["settings"]["samples"] == 5 and rec["settings"]["strips"] == 2
+    assert all(t["imgnum"] < 5 for u in rec["layers"][0]["units"] for t in u["top"])
+    before = sorted(os.listdir(out))
+    other = Settings(samples=6, batch_size=12, micro=4, strips=2, threshold=0.1)
+    with pytest.raises(InputError, match=r"holds a dissection with other settings \(samples=5\)"):
+        dissect.dissect(out, gen, seg, other)
+    assert sorted(os.listdir(out)) == before
+    rec = dissect.dissect(out, gen, seg, other, overwrite=True)
+    assert rec["settings"]["samples"] == 6
     module, params = gen
     broken = jax.tree.map(lambda p: p * np.nan, params)
     with pytest.raises(ValueError, match="layer 'layer4': NaN activations in image 0"):
-        dissect.dissect(str(tmp_path / "c"), (module, broken), seg, ["layer4"], samples=16,
-                        batch_size=16, micro=8)  # fmt: skip
+        dissect.dissect(str(tmp_path / "c"), (module, broken), seg, Settings(samples=16))
 
 
 class _Sum(NamedTuple):

@@ -42,7 +42,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert len(lines) == 2 and all(np.isfinite(list(__import__("json").loads(ln).values())).all()
                                    for ln in lines)  # fmt: skip
     with pytest.raises(
-        ValueError, match=r"different training run \(settings differ: batch_size=4\)"
+        ValueError, match=r"holds a training run with other settings \(batch_size=4\)"
     ):
         train_gan.train(
             str(tmp_path / "b"), data, 40, CFG._replace(batch_size=8), seed=3, log=quiet

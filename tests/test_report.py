@@ -1,18 +1,17 @@
-"""Report: strips against planted masks, records against brute force, files that parse.
-
-``python tests/test_report.py [outdir]`` renders a demo report (scenes with planted units) to
-``/tmp/report_demo`` for looking at.
-"""
+"""Report: strips against planted masks, records against brute force, files that parse."""
 
 import html.parser
 import json
 import os
-import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from gdjax import report, scenes
+from gdjax import report
+from gdjax.dissect.result import LayerResult
+from gdjax.dissect.settings import Settings
+from gdjax.errors import InputError
 from gdjax.report import chart, draw
 
 LABELS = [
@@ -105,56 +104,89 @@ def test_saved_strips_read_back(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(paths[1]).convert("RGB")), seg)
 
 
-def _inputs(seed=0, c=12, k=3):
+def _result(seed=0, c=12, k=3, iqr_mode=True, **change) -> LayerResult:
     rng = np.random.default_rng(seed)
     n = len(LABELS)
     max_iqr = rng.uniform(0, 0.1, (n, c))
-    return dict(
-        labels=LABELS,
-        categories=CATS,
+    search = {
+        "max_iqr": max_iqr,
+        "max_iqr_level": rng.normal(size=(n, c)),
+        "max_iqr_quantile": rng.uniform(0, 0.6, (n, c)),
+        "max_iqr_iou": rng.uniform(size=(n, c)),
+    }
+    result = LayerResult(
+        levels=rng.normal(size=c),
+        label=np.argmax(max_iqr, 0),
         iou=rng.uniform(0, 0.12, (n, c)),
         iqr=rng.uniform(0, 0.02, (n, c)),
-        best=np.argmax(max_iqr, 0),
-        levels=rng.normal(size=c),
         top_values=-np.sort(-rng.uniform(size=(k, c)), 0),
         top_indices=rng.integers(0, 100, (k, c)),
-        lc=rng.integers(1, 1000, n).astype(float),
-        cc=rng.integers(1, 1000, (3, c)).astype(float),
-        ic=rng.integers(0, 100, (n, c)).astype(float),
-        max_iqr=max_iqr,
-        max_iqr_level=rng.normal(size=(n, c)),
-        max_iqr_quantile=rng.uniform(0, 0.6, (n, c)),
-        max_iqr_iou=rng.uniform(size=(n, c)),
+        intersection=rng.integers(0, 100, (n, c)),
+        active=rng.integers(100, 1000, (3, c)),
+        label_size=rng.integers(100, 1000, n),
+        domain=np.full(3, 2000),
+        search=search if iqr_mode else None,
     )
+    return result._replace(**change)
 
 
 def test_unit_records_brute_force():
-    a = _inputs()
-    recs = report.unit_records(**a)
+    a = _result()
+    recs = report.unit_records(a, LABELS, CATS)
     cat_of = {"object": 0, "part": 1, "material": 2}
     for u, r in enumerate(recs):
-        b = a["best"][u]
+        b = a.label[u]
+        g = cat_of[LABELS[b][1]]
         assert r["unit"] == u and r["iou_labelnum"] == b and r["iou_label"] == LABELS[b][0]
-        assert r["iou"] == a["iou"][b, u] and r["iou_iqr"] == a["iqr"][b, u]
-        assert r["interp"] == (a["iou"][b, u] > 0.05 and a["iqr"][b, u] > 0.01)
-        assert r["iou_cat"] == LABELS[b][1] and r["lc"] == a["lc"][b] and r["ic"] == a["ic"][b, u]
-        assert r["cc"] == a["cc"][cat_of[LABELS[b][1]], u] and r["level"] == a["levels"][u]
-        assert [t["imgnum"] for t in r["top"]] == list(a["top_indices"][:, u])
-        assert [t["maxact"] for t in r["top"]] == list(a["top_values"][:, u])
-        ok = [j for j in range(len(LABELS)) if a["max_iqr_quantile"][j, u] <= 0.5]
-        q = max(ok, key=lambda j: a["max_iqr"][j, u])
-        assert r["iqr_label"] == LABELS[q][0] and r["iqr"] == a["max_iqr"][q, u]
-        assert r["iqr_level"] == a["max_iqr_level"][q, u] and r["iqr_iou"] == a["max_iqr_iou"][q, u]
+        assert r["iou"] == a.iou[b, u] and r["iou_iqr"] == a.iqr[b, u]
+        assert r["interp"] == (a.iou[b, u] > 0.05 and a.iqr[b, u] > 0.01)
+        assert r["iou_cat"] == LABELS[b][1] and r["lc"] == a.label_size[b]
+        assert r["ic"] == a.intersection[b, u] and r["cc"] == a.active[g, u]
+        assert r["level"] == a.levels[u]
+        assert [t["imgnum"] for t in r["top"]] == list(a.top_indices[:, u])
+        assert [t["maxact"] for t in r["top"]] == list(a.top_values[:, u])
+        ok = [j for j in range(len(LABELS)) if a.search["max_iqr_quantile"][j, u] <= 0.5]
+        q = max(ok, key=lambda j: a.search["max_iqr"][j, u])
+        assert r["iqr_label"] == LABELS[q][0] and r["iqr"] == a.search["max_iqr"][q, u]
+        assert r["iqr_level"] == a.search["max_iqr_level"][q, u]
+        assert r["iqr_iou"] == a.search["max_iqr_iou"][q, u]
+        chance = a.label_size[b] * a.active[g, u] / a.domain[g]
+        below = b > 0 and a.intersection[b, u] < chance
+        want = "below chance" if below else ("IoU ≈ 0" if a.iou[b, u] < 0.01 else None)
+        assert r["flag"] == want
     assert any(r["interp"] for r in recs) and not all(r["interp"] for r in recs)
-    strict = report.unit_records(**a, iou_threshold=0.1, iqr_threshold=0.015)
+    assert {r["flag"] for r in recs} == {"below chance", "IoU ≈ 0", None}
+    strict = report.unit_records(a, LABELS, CATS, iou_threshold=0.1, iqr_threshold=0.015)
     for u, r in enumerate(strict):
-        b = a["best"][u]
-        assert r["interp"] == (a["iou"][b, u] > 0.1 and a["iqr"][b, u] > 0.015)
+        b = a.label[u]
+        assert r["interp"] == (a.iou[b, u] > 0.1 and a.iqr[b, u] > 0.015)
+
+
+def test_flags_by_hand():
+    # Unit 0: its label 1 covers 100 of 1000 pixels, the unit 200: chance is 20, it has 5.
+    # Unit 1: the same label, 60 in common: above chance, IoU 60 / 240 = 0.25, no flag.
+    # Unit 2: active on 10 pixels, 1 in common: at chance (100 * 10 / 1000 = 1), IoU 1 / 109.
+    n = len(LABELS)
+    inter = np.zeros((n, 3))
+    inter[1] = [5, 60, 1]
+    res = LayerResult(
+        levels=np.zeros(3), label=np.array([1, 1, 1]), iou=np.zeros((n, 3)), iqr=np.zeros((n, 3)),
+        top_values=np.zeros((1, 3)), top_indices=np.zeros((1, 3), int), intersection=inter,
+        active=np.array([[200, 200, 10]] * 3), label_size=np.full(n, 100),
+        domain=np.full(3, 1000),
+    )  # fmt: skip
+    iou = res.iou.copy()
+    iou[1] = inter[1] / (100 + res.active[0] - inter[1])
+    recs = report.unit_records(res._replace(iou=iou), LABELS, CATS)
+    assert [r["flag"] for r in recs] == ["below chance", None, "IoU ≈ 0"]
+    # A top-k slot no image filled (fewer images than k) is left out of "top".
+    top = res._replace(top_indices=np.array([[3, 2**31 - 1, 4]]))
+    assert [len(r["top"]) for r in report.unit_records(top, LABELS, CATS)] == [1, 0, 1]
 
 
 def test_layer_record_rankings_brute_force():
-    a = _inputs(seed=1)
-    rec = report.layer_record("layer4", **a)
+    a = _result(seed=1)
+    rec = report.layer_record("layer4", a, LABELS, CATS)
     units = rec["units"]
     names = [r["name"] for r in rec["rankings"]]
     assert names[:4] == ["unit", "label", "max iou", "max iqr"]
@@ -165,8 +197,8 @@ def test_layer_record_rankings_brute_force():
     assert names[4:] == [f"{s}-{m}" for s in expect for m in ("iou", "iqr")]
     score = {r["name"]: r["score"] for r in rec["rankings"]}
     assert score["unit"] == list(range(12)) and score["max iou"] == [-u["iou"] for u in units]
-    np.testing.assert_array_equal(score["tree-iou"], -a["iou"][1])
-    np.testing.assert_array_equal(score["tree-iqr"], -a["max_iqr"][1])
+    np.testing.assert_array_equal(score["tree-iou"], -a.iou[1])
+    np.testing.assert_array_equal(score["tree-iqr"], -a.search["max_iqr"][1])
     # 'label': interpretable first, then popularity, best IoU of the label, label, -iou.
     good = [u for u in units if u["interp"]]
     pop = {b: sum(u["iou_labelnum"] == b for u in good) for b in range(len(LABELS))}
@@ -181,10 +213,10 @@ def test_layer_record_rankings_brute_force():
     order = [u["unit"] for u in sorted(units, key=key)]
     assert list(np.argsort(score["label"])) == order
     assert sorted(score["label"]) == list(range(12))
-    assert rec["interpretable"] == len(good)
+    assert rec["interpretable"] == len(good) and rec["layer"] == rec["dirname"] == "layer4"
     assert sorted(sum((s["units"] for s in rec["labels"]), [])) == [u["unit"] for u in good]
     # No interpretable unit at an impossible threshold.
-    none = report.layer_record("layer4", **a, iou_threshold=1.0)
+    none = report.layer_record("layer4", a, LABELS, CATS, iou_threshold=1.0)
     assert none["interpretable"] == 0 and none["labels"] == []
 
 
@@ -195,8 +227,8 @@ def test_labels_summary_order_by_hand():
     iou = np.zeros((n, c))
     iou[best, np.arange(c)] = [0.3, 0.4, 0.2, 0.1, 0.2, 0.15, 0.08]
     iou[1, 6] = 0.04  # unit 6 not interpretable: tree has 1 unit, sky 2
-    a = dict(_inputs(c=c), best=best, iou=iou, iqr=np.full((n, c), 0.5), max_iqr=None)
-    rec = report.layer_record("l", **a)
+    a = _result(c=c, iqr_mode=False, label=best, iou=iou, iqr=np.full((n, c), 0.5))
+    rec = report.layer_record("l", a, LABELS, CATS)
     got = [(s["label"], s["cat"], s["units"]) for s in rec["labels"]]
     assert got == [
         ("sky", "object", [4, 5]),
@@ -212,16 +244,16 @@ REQUIRED_TOP = "netname meta default_ranking quantile_threshold settings iou_thr
 REQUIRED_TOP += " iqr_threshold segcolors layers"
 REQUIRED_LAYER = "layer units rankings iou_threshold labels interpretable bargraph dirname"
 REQUIRED_UNIT = "unit interp level top iou iou_iqr lc cc ic iou_labelnum iou_label iou_cat"
-REQUIRED_UNIT += " iqr iqr_label iqr_cat iqr_level iqr_quantile iqr_iou"
+REQUIRED_UNIT += " iqr iqr_label iqr_cat iqr_level iqr_quantile iqr_iou flag"
 
 
 def _record():
-    layers = [report.layer_record(f"layer{i}", **_inputs(seed=i)) for i in (1, 2)]
-    settings = {"size": 100, "seed": 1}
-    return report.report_record("demo<&>", layers, LABELS, draw.palette(6), settings=settings)
+    layers = [report.layer_record(f"layer{i}", _result(seed=i), LABELS, CATS) for i in (1, 2)]
+    settings = Settings(layers=("layer1", "layer2"), samples=100, netname="demo<&>")
+    return report.report_record(settings, layers, LABELS, draw.palette(6))
 
 
-def test_json_round_trip(tmp_path):
+def test_json_round_trip_and_rankings(tmp_path):
     rec = _record()
     path = report.write_json(str(tmp_path), rec)
     with open(path) as f:
@@ -230,15 +262,29 @@ def test_json_round_trip(tmp_path):
     assert set(REQUIRED_TOP.split()) <= set(back)
     assert isinstance(back["iou_threshold"], float) and back["quantile_threshold"] == "iqr"
     assert back["default_ranking"] == "label" and back["segcolors"]["0,0,0"] == "-"
+    assert back["settings"]["samples"] == 100 and back["settings"]["strips"] == 5
     for layer in back["layers"]:
         assert set(REQUIRED_LAYER.split()) <= set(layer) and len(layer["units"]) == 12
         for u in layer["units"]:
             assert set(REQUIRED_UNIT.split()) <= set(u)
             assert set(u["top"][0]) == {"imgnum", "maxact"}
-    a = _inputs()
-    p = report.save_stats(str(tmp_path), "layer1", iou=a["iou"], best=a["best"])
-    with np.load(p) as z:
-        np.testing.assert_array_equal(z["iou"], a["iou"])
+    assert report.read(str(tmp_path)) == back
+    tree = report.ranking(back, "layer1", "tree-iou")
+    np.testing.assert_allclose(tree, -_result(seed=1).iou[1], rtol=1e-6)
+    assert report.ranking(back, "layer1", "door-ace") is None
+    report.add_ranking(path, "layer1", "tree-ace", [-1.0] * 12, "ace")
+    report.add_ranking(path, "layer1", "tree-ace", [-0.5] * 12, "ace")  # replaced, not added
+    names = [r["name"] for r in report.read(path)["layers"][0]["rankings"]]
+    assert names[:3] == ["unit", "label", "tree-ace"] and names.count("tree-ace") == 1
+    np.testing.assert_array_equal(report.ranking(report.read(path), "layer1", "tree-ace"), -0.5)
+    assert json.load(open(path + ".bak")) == back  # backed up once, before the first change
+    with pytest.raises(InputError, match=r"has no layer 'layer9' \(layers dissected: layer1, "):
+        report.ranking(back, "layer9", "tree-iou")
+    with pytest.raises(InputError, match="not found: dissect first"):
+        report.read(str(tmp_path / "none"))
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(InputError, match="is not valid JSON"):
+        report.read(str(tmp_path / "bad.json"))
 
 
 class _Checker(html.parser.HTMLParser):
@@ -274,7 +320,9 @@ def test_html_structure(tmp_path):
     out = str(tmp_path)
     top = np.zeros((8, 20, 3), np.uint8)
     strips = [(lay["layer"], u["unit"], top, top) for lay in rec["layers"] for u in lay["units"]]
-    path = report.write_report(out, rec, strips)
+    for layer, unit, top_strip, seg in strips:
+        report.save_strip(out, layer, unit, top_strip, seg)
+    path = report.write_report(out, rec)
     page = open(path, encoding="utf-8").read()
     assert "http" not in page and "<b>&" not in page
     p = _Checker()
@@ -314,48 +362,3 @@ def test_bar_chart_bars(tmp_path):
     assert chart.chart_size(many)[0] == chart.LEFT + 18 * 22 + chart.GROUP_GAP + chart.RIGHT
     empty = np.asarray(Image.open(chart.bar_chart([], [], str(tmp_path / "e.png"))))
     assert empty.shape[1] == 280
-
-
-def demo(outdir="/tmp/report_demo", n=24, k=6):
-    """A report of planted units on rendered scenes: units 0-6 follow a label, 7-9 are noise."""
-    images, seg = scenes.render(0, n, 64)
-    images = (np.clip((images + 1) / 2 * 255, 0, 255)).astype(np.uint8)
-    follow = [scenes.TREE, scenes.SKY, scenes.BUILDING, scenes.WATER, scenes.GRASS, scenes.ROAD]
-    follow += [scenes.TREE]
-    rng = np.random.default_rng(0)
-    c, nl = len(follow) + 3, len(scenes.LABELS)
-    onehot = (seg[..., None] == np.arange(nl)).reshape(n, 8, 8, 8, 8, nl).mean((2, 4))
-    acts = rng.normal(0, 0.3, (n, 8, 8, c)).astype(np.float32)
-    acts[..., : len(follow)] += onehot[..., follow] * 2
-    levels = np.full(c, 1.0)
-    up = np.stack([report.upsample.upsample(a[None], (64, 64))[0] for a in acts])
-    on = up > levels
-    lab = seg[..., None] == np.arange(nl)  # [n, 64, 64, L]
-    ic = np.einsum("nhwc,nhwl->lc", on.astype(float), lab.astype(float))
-    lc = lab.sum((0, 1, 2)).astype(float)
-    cc = np.repeat(on.sum((0, 1, 2))[None], 2, 0).astype(float)  # both categories everywhere
-    iou = ic / (cc[:1] + lc[:, None] - ic + 1e-20)
-    best = np.argmax(iou, 0)
-    maxact = acts.max((1, 2))  # [n, C]
-    top_idx = np.argsort(-maxact, 0)[:k]
-    labels = [
-        (name, "material" if name in ("grass", "road", "water") else cat)
-        for name, cat in scenes.LABELS
-    ]
-    layer = report.layer_record(
-        "layer4", labels, ["object", "material"], iou, iou * 0.3, best, levels,
-        np.take_along_axis(maxact, top_idx, 0), top_idx, lc, cc, ic,
-    )  # fmt: skip
-    strips = []
-    for u in range(c):
-        ix = top_idx[:, u]
-        top = report.unit_strip(images[ix], acts[ix, ..., u], levels[u])
-        strips.append(("layer4", u, top, report.seg_strip(seg[ix], draw.palette(nl), (64, 64))))
-    rec = report.report_record(
-        "scenes-demo", [layer], labels, draw.palette(nl), settings={"size": n}
-    )
-    return report.write_report(outdir, rec, strips)
-
-
-if __name__ == "__main__":
-    print(demo(*sys.argv[1:2]))

@@ -114,15 +114,25 @@ class Watch:
             return self._cache
 
 
+def step_size(batch_size: int, micro: int = 8, devices=None) -> int:
+    """Images :func:`collect` computes per step for ``batch_size``: rounded up to a multiple of
+    ``micro`` x the number of devices (the padding repeats latents and is dropped)."""
+    if batch_size < 1 or micro < 1:
+        raise ValueError(f"batch_size {batch_size} and micro {micro} must be positive")
+    unit = micro * len(jax.local_devices() if devices is None else devices)
+    return -(-batch_size // unit) * unit
+
+
 def output_shapes(
     fn: Callable, z_dim: int, batch_size: int = 32, micro: int = 8, devices=None
 ) -> tuple:
-    """Shapes (``jax.ShapeDtypeStruct``) of one batch of :func:`collect`'s outputs:
+    """Shapes (``jax.ShapeDtypeStruct``) of one step of :func:`collect`'s outputs:
     ``(acts dict, labels[, images])``, known before anything runs; the trace is reused by
     :func:`collect` with the same arguments."""
     devices = tuple(jax.local_devices() if devices is None else devices)
     run = _sharded(fn, micro, devices)
-    return run.eval_shape(jax.ShapeDtypeStruct((batch_size, z_dim), jnp.float32))
+    step = step_size(batch_size, micro, devices)
+    return run.eval_shape(jax.ShapeDtypeStruct((step, z_dim), jnp.float32))
 
 
 def collect(
@@ -134,34 +144,31 @@ def collect(
     devices=None,
     desc: str = "generating",
     watch: Watch | None = None,
+    check: Callable[[], None] | None = None,
 ) -> Cache:
     """Fill (or resume filling) the cache in ``directory`` for latents ``z [N, Z]``.
 
     ``fn`` maps a micro-batch of latents to ``(acts dict, labels)`` (see :func:`model_fn`).
-    ``batch_size`` images are computed per step, spread over ``devices`` (default: all local
-    devices); it must be a multiple of ``micro * len(devices)``. The last batch is padded
-    with repeated latents whose results are dropped. ``watch`` (optional) is told of every
-    finished batch.
+    About ``batch_size`` images are computed per step (:func:`step_size`), spread over
+    ``devices`` (default: all local devices); the last step is padded with repeated latents
+    whose results are dropped, so any ``batch_size`` and any sample count work. ``watch``
+    (optional) is told of every finished batch; ``check`` (optional) is called before every
+    batch and may raise to stop the run (e.g. when a reader on another thread failed).
     """
     watch = watch or Watch()
     try:
-        return _collect(directory, z, fn, batch_size, micro, devices, desc, watch)
+        return _collect(directory, z, fn, batch_size, micro, devices, desc, watch, check)
     except BaseException:
         watch.fail()  # readers on other threads stop waiting
         raise
 
 
-def _collect(directory, z, fn, batch_size, micro, devices, desc, watch) -> Cache:
+def _collect(directory, z, fn, batch_size, micro, devices, desc, watch, check) -> Cache:
     devices = list(jax.local_devices() if devices is None else devices)
     n = int(z.shape[0])
-    if batch_size % (micro * len(devices)):
-        raise ValueError(
-            f"batch_size {batch_size} must be a multiple of micro-batch {micro} x "
-            f"{len(devices)} device(s)"
-        )
-    if n < batch_size:
-        raise ValueError(f"sample count {n} is below the batch size {batch_size}")
-    os.makedirs(directory, exist_ok=True)
+    if n < 1:
+        raise ValueError("no latents to generate")
+    step = step_size(batch_size, micro, devices)
     run = _sharded(fn, micro, tuple(devices))  # one compilation per model and layout
     # Traced once here; the trace is reused by the first call.
     shapes = output_shapes(fn, z.shape[1], batch_size, micro, devices)
@@ -170,6 +177,7 @@ def _collect(directory, z, fn, batch_size, micro, devices, desc, watch) -> Cache
     files["__labels__"] = ("labels.npy", (n, *labels_shape.shape[1:]), np.int16)
     if len(shapes) == 3:
         files["__images__"] = ("images.npy", (n, *shapes[2].shape[1:]), np.uint8)
+    os.makedirs(directory, exist_ok=True)
     done = _read_progress(directory, n, batch_size)
     maps = {
         key: np.lib.format.open_memmap(
@@ -185,11 +193,16 @@ def _collect(directory, z, fn, batch_size, micro, devices, desc, watch) -> Cache
     result = Cache(maps, labels, images)
     all_maps = [*maps.values(), labels] + ([] if images is None else [images])
     watch._publish(result, done)
-    starts = range(done, n, batch_size)
+    starts = range(done, n, step)
+    if starts:
+        with progress.status(f"{desc}: compiling"):
+            run.lower(jax.ShapeDtypeStruct((step, z.shape[1]), jnp.float32)).compile()
     for start in progress.bar(starts, desc, total=len(starts)):
-        idx = np.minimum(np.arange(start, start + batch_size), n - 1)
-        acts, batch_labels, *batch_images = jax.device_get(run(jnp.asarray(z[idx])))
-        stop = min(start + batch_size, n)
+        if check is not None:
+            check()
+        idx = np.minimum(np.arange(start, start + step), n - 1)
+        acts, batch_labels, *batch_images = jax.device_get(run(jax.device_put(z[idx])))
+        stop = min(start + step, n)
         for k, a in acts.items():
             maps[k][start:stop] = a[: stop - start]
         labels[start:stop] = batch_labels[: stop - start]

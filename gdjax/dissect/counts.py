@@ -99,7 +99,7 @@ def counts_init(
     bins = num_thresholds + 1
     if num_labels * num_units * bins >= 2**31:
         raise ValueError("label x unit x threshold counters exceed int32 indexing")
-    zeros = lambda *shape: jnp.asarray(np.zeros(shape, np.int32))  # no compilation per shape
+    zeros = lambda *shape: jax.device_put(np.zeros(shape, np.int32))  # no compilation
     return ThresholdCounts(
         label_hist=zeros(num_units, num_labels, bins),
         cat_hist=zeros(num_categories, num_units, bins),

@@ -30,11 +30,11 @@ def batches(arrays: dict, batch_size: int, desc: str, start_at: int = 0, ready=N
     thread), or raises to stop the pass."""
     n = next(iter(arrays.values())).shape[0]
     starts = range(start_at, n, batch_size)
-    for start in progress.bar(starts, desc):
+    for start in progress.bar(starts, desc, warmup=start_at == 0):
         stop = min(start + batch_size, n)
         if ready is not None:
             ready(stop)
-        yield start, {k: jnp.asarray(np.array(v[start:stop])) for k, v in arrays.items()}
+        yield start, {k: jax.device_put(np.array(v[start:stop])) for k, v in arrays.items()}
 
 
 def even_batch(n: int, target: int) -> int:
@@ -127,12 +127,12 @@ def threshold_counts(
     (float32 ``[C, T]``), in one checkpointed pass (state in ``directory``); ``ready``: see
     :func:`batches`."""
     up = upsampler(tuple(c.labels.shape[1:3]))
-    t = jnp.asarray(thresholds) if thresholds.shape[1] <= 4 else jax.tree.map(
-        jnp.asarray, counts.threshold_table(thresholds)
+    t = jax.device_put(thresholds) if thresholds.shape[1] <= 4 else jax.tree.map(
+        jax.device_put, counts.threshold_table(thresholds)
     )  # fmt: skip
     state = counts.counts_init(len(label_category), num_categories, c.acts[layer].shape[-1],
                             thresholds.shape[1])  # fmt: skip
-    cat_of = jnp.asarray(label_category, jnp.int32)
+    cat_of = jax.device_put(np.asarray(label_category, np.int32))
     return counting_pass(
         directory, state, lambda s, _, b: _count(s, b["a"], b["l"], t, cat_of, transform=up),
         {"a": c.acts[layer], "l": c.labels}, batch_size, f"{layer} IQR counts", every, ready,
@@ -151,8 +151,8 @@ def main_pass(
         topk_init(topk, num_units),
     )
     up = upsampler(tuple(c.labels.shape[1:3]))
-    args = (jnp.asarray(np.asarray(levels, np.float32)[:, None]),
-            jnp.asarray(label_category, jnp.int32))  # fmt: skip
+    args = (jax.device_put(np.asarray(levels, np.float32)[:, None]),
+            jax.device_put(np.asarray(label_category, np.int32)))  # fmt: skip
 
     def update(s, start, b):
         return main_update(s, np.int32(start), b["a"], b["l"], *args, transform=up)

@@ -126,8 +126,8 @@ def quantile_init(num_units: int, num_groups: int, bits: int) -> QuantilePass:
             " use fewer bits per pass"
         )
     return QuantilePass(
-        hist=jnp.asarray(np.zeros((num_units, num_groups, 2**bits), np.int32)),
-        count=jnp.asarray(np.zeros((), np.int32)),
+        hist=jax.device_put(np.zeros((num_units, num_groups, 2**bits), np.int32)),
+        count=jax.device_put(np.zeros((), np.int32)),
     )
 
 
@@ -337,7 +337,7 @@ def exact_quantiles(
     search = None
     for b in bits:
         state = None
-        tables = () if search is None else tuple(jnp.asarray(t) for t in lookup_tables(search))
+        tables = () if search is None else tuple(jax.device_put(t) for t in lookup_tables(search))
         for batch in batches_fn():
             if state is None:
                 num_units = batch.shape[-1]

@@ -27,6 +27,7 @@ from gdjax.dissect.counts import ThresholdCounts
 
 __all__ = [
     "IqrSearch",
+    "Overlap",
     "UnitLabels",
     "info_quality",
     "iou_scores",
@@ -34,6 +35,8 @@ __all__ = [
     "iqr_search",
     "label_units",
     "monotone_thresholds",
+    "overlap",
+    "overlap_scores",
     "unit_levels",
 ]
 
@@ -194,37 +197,70 @@ def unit_levels(
     return best, level.astype(np.float32)
 
 
-def iou_scores(
-    counts: ThresholdCounts, label_category: np.ndarray, *, denominators: str = "category"
-) -> tuple[np.ndarray, np.ndarray]:
-    """IoU and IQR of every (label, unit) from final counts (one level per unit, ``T = 1``).
+class Overlap(NamedTuple):
+    """The four counts behind each (label, unit) IoU at one level per unit (int64).
 
-    ``denominators='category'`` (reference ``score_tally_stats``, §3.5): activations counted in
-    images where the label's category is present, label size counted per channel,
-    ``IoU = ic / (cc + lc - ic + 1e-20)``, IQR on the table normalised by the category's pixels.
-    ``'all'`` (PNAS successor, §12.8): every pixel, label size in pixels.
-    Label 0 gets IoU 0 in both (the reference counts no intersections for it).
-    Returns float64 ``(iou, iqr)``, each ``[L, C]``.
+    intersection: ``[L, C]`` pixels (or, per channel, occurrences) of label ``l`` where unit
+      ``u`` is active; row 0 (no label) is 0, as the reference counts no intersections for it.
+    active: ``[G, C]`` active pixels of unit ``u`` in the domain of category ``g``.
+    label_size: ``[L]`` size of label ``l``.
+    domain: ``[G]`` pixels of category ``g``'s domain.
+
+    ``denominators='category'`` (reference ``score_tally_stats``, §3.5): a category's domain is
+    the images where it is present, label sizes count every (pixel, channel) occurrence.
+    ``'all'`` (PNAS successor, §12.8): every category's domain is every pixel, label sizes are
+    pixels.
     """
+
+    intersection: np.ndarray
+    active: np.ndarray
+    label_size: np.ndarray
+    domain: np.ndarray
+
+
+def overlap(counts: ThresholdCounts, *, denominators: str = "category") -> Overlap:
+    """:class:`Overlap` from final counts (one level per unit, ``T = 1``)."""
     if counts.label_hist.shape[-1] != 2:
-        raise ValueError("iou_scores needs counts with one threshold (level) per unit")
-    label_category = np.asarray(label_category)
-    ic = np.asarray(counts.label_hist[..., 1], np.float64).T.copy()
-    ic[0] = 0.0
+        raise ValueError("IoU needs counts with one threshold (level) per unit")
+    ic = np.asarray(counts.label_hist[..., 1], np.int64).T.copy()
+    ic[0] = 0
+    num_categories = counts.cat_pixels.shape[0]
     if denominators == "category":
-        cc = np.asarray(counts.cat_hist[..., 1], np.float64)[label_category]
-        lc = np.asarray(counts.label_channels, np.float64)[:, None]
-        total = np.asarray(counts.cat_pixels, np.float64)[label_category][:, None]
+        active = np.asarray(counts.cat_hist[..., 1], np.int64)
+        size = np.asarray(counts.label_channels, np.int64)
+        domain = np.asarray(counts.cat_pixels, np.int64)
     elif denominators == "all":
-        cc = np.asarray(counts.all_hist[..., 1], np.float64)[None, :]
-        lc = np.asarray(counts.label_pixels, np.float64)[:, None]
-        total = np.full((ic.shape[0], 1), float(counts.num_pixels))
+        active = np.broadcast_to(
+            np.asarray(counts.all_hist[:, 1], np.int64), (num_categories, ic.shape[1])
+        )
+        size = np.asarray(counts.label_pixels, np.int64)
+        domain = np.full(num_categories, int(counts.num_pixels), np.int64)
     else:
         raise ValueError(f"denominators must be 'category' or 'all', not {denominators!r}")
+    return Overlap(ic, np.array(active), size, domain)
+
+
+def overlap_scores(ov: Overlap, label_category: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU ``ic / (cc + lc - ic + 1e-20)`` and IQR (on the 2x2 table normalised by the
+    domain's pixels) of every (label, unit): float64 ``(iou, iqr)``, each ``[L, C]``."""
+    label_category = np.asarray(label_category)
+    ic = ov.intersection.astype(np.float64)
+    cc = ov.active.astype(np.float64)[label_category]
+    lc = ov.label_size.astype(np.float64)[:, None]
+    total = ov.domain.astype(np.float64)[label_category][:, None]
     union = cc + lc - ic
     iou = ic / (union + 1e-20)
     _, _, iqr = info_quality(*(_ratio(x, total) for x in (ic, cc - ic, lc - ic, total - union)))
     return iou, iqr
+
+
+def iou_scores(
+    counts: ThresholdCounts, label_category: np.ndarray, *, denominators: str = "category"
+) -> tuple[np.ndarray, np.ndarray]:
+    """IoU and IQR of every (label, unit) from final counts (one level per unit, ``T = 1``):
+    :func:`overlap_scores` of :func:`overlap`. Label 0 gets IoU 0 in both modes.
+    Returns float64 ``(iou, iqr)``, each ``[L, C]``."""
+    return overlap_scores(overlap(counts, denominators=denominators), label_category)
 
 
 class UnitLabels(NamedTuple):

@@ -31,8 +31,8 @@ class TopK(NamedTuple):
 def topk_init(k: int, num_units: int) -> TopK:
     """Empty top-k state."""
     return TopK(
-        values=jnp.asarray(np.full((k, num_units), -np.inf, np.float32)),
-        index=jnp.asarray(np.full((k, num_units), np.iinfo(np.int32).max, np.int32)),
+        values=jax.device_put(np.full((k, num_units), -np.inf, np.float32)),
+        index=jax.device_put(np.full((k, num_units), np.iinfo(np.int32).max, np.int32)),
     )
 
 

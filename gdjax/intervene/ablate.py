@@ -28,20 +28,6 @@ def order(score, tiebreak=None) -> np.ndarray:
     return np.lexsort(keys)
 
 
-def ranking(dissect_path: str, layer: str, name: str) -> np.ndarray | None:
-    """The ``score`` list of ranking ``name`` of ``layer`` in ``dissect.json`` (None if absent)."""
-    if not os.path.exists(dissect_path):
-        return None
-    with open(dissect_path) as f:
-        record = json.load(f)
-    for lrec in record.get("layers", []):
-        if lrec.get("layer") == layer:
-            for r in lrec.get("rankings", []):
-                if r.get("name") == name:
-                    return np.asarray(r["score"], np.float32)
-    return None
-
-
 def _spans(n, size):
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
@@ -79,7 +65,7 @@ def curve(
     ``removed`` = 1 − count/baseline and a ``level`` bootstrap band (``low``, ``high``).
     """
     units = np.asarray(units, int)[:n_max]
-    c = _num_units(module, params, z, layer)
+    c = num_units(module, params, layer)
     weights = np.ones(c, np.float32) if alpha is None else np.asarray(alpha, np.float32)
     alphas = np.zeros((len(units) + 1, c), np.float32)
     for n in range(1, len(units) + 1):
@@ -96,7 +82,9 @@ def curve(
         return jax.lax.map(count, alphas, batch_size=edit_chunk)
 
     counts = []
-    for s, e in progress.bar(_spans(len(z), batch_size), f"ablating {layer}", disable=not show):
+    for s, e in progress.bar(
+        _spans(len(z), batch_size), f"ablating {layer}", disable=not show, warmup=True
+    ):
         counts.append(np.asarray(run(params, jnp.asarray(z[s:e]), jnp.asarray(alphas))))
     counts = np.concatenate(counts, axis=1).astype(np.float64)  # [n_max + 1, N]
     totals = counts.sum(axis=1)
@@ -140,7 +128,9 @@ def sweep(
         return base, jax.lax.map(edit, eye, batch_size=edit_chunk)
 
     base, ablated = 0.0, 0.0
-    for s, e in progress.bar(_spans(len(z), batch_size), f"sweeping {layer}", disable=not show):
+    for s, e in progress.bar(
+        _spans(len(z), batch_size), f"sweeping {layer}", disable=not show, warmup=True
+    ):
         b, a = run(params, jnp.asarray(z[s:e]))
         base, ablated = base + np.asarray(b, np.float64), ablated + np.asarray(a, np.float64)
     return base / len(z), ablated / len(z)
@@ -235,7 +225,7 @@ def experiment(
             json.dump(record, f, indent=1)
         curves[metric], paths = c, [*paths, path]
         top = c["units"][:grid_n]
-        a = edits.unit_alpha(top, _num_units(module, params, z, layer))
+        a = edits.unit_alpha(top, num_units(module, params, layer))
         if alpha is not None:
             a = a * np.asarray(alpha, np.float32)
         grid_rows[f"{metric} top {len(top)} off"] = edits.make(layer, a, 0.0)
@@ -246,5 +236,7 @@ def experiment(
     return {**curves, "paths": paths}
 
 
-def _num_units(module, params, z, layer) -> int:
-    return jax.eval_shape(lambda z: edits.prefix(module, params, z, layer), z[:1]).shape[-1]
+def num_units(module, params, layer: str) -> int:
+    """Units (channels) of a generator layer, from shapes alone."""
+    z = jax.ShapeDtypeStruct((1, module.sizes[0]), jnp.float32)
+    return jax.eval_shape(lambda z: edits.prefix(module, params, z, layer), z).shape[-1]

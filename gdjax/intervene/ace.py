@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -31,8 +30,10 @@ import numpy as np
 import optax
 
 from gdjax import progress as _progress
+from gdjax.errors import InputError
 from gdjax.intervene import edits
 from gdjax.models import proggan
+from gdjax.report import record
 
 
 class ClassFns(NamedTuple):
@@ -80,6 +81,34 @@ class Config(NamedTuple):
     ploc_bug: bool = False  # read the insertion reward at ploc, as the reference
 
 
+def check_config(cfg: Config) -> Config:
+    """``cfg`` if its sizes can work, else :class:`gdjax.errors.InputError` naming the first
+    bad setting: sizes positive, the search set large enough for the training and evaluation
+    pairs it is to provide, at least one Adam step per epoch, ``lr > 0``, ``l2_lambda >= 0``."""
+    sizes = ("search_size", "train_size", "eval_size", "inference_batch_size")
+    sizes += ("train_batch_size", "train_update_freq", "train_epochs", "cells_per_batch")
+    for name in sizes:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if cfg.search_size < cfg.train_size + cfg.eval_size:
+        raise InputError(
+            f"search_size {cfg.search_size} is below train_size + eval_size "
+            f"({cfg.train_size} + {cfg.eval_size}): the pairs are the best of the search set"
+        )
+    per_step = cfg.train_batch_size * cfg.train_update_freq
+    if cfg.train_size < per_step:
+        raise InputError(
+            f"train_size {cfg.train_size} is below one Adam step of train_batch_size x "
+            f"train_update_freq = {per_step} pairs"
+        )
+    if not cfg.lr > 0:
+        raise InputError(f"lr must be > 0, got {cfg.lr}")
+    if not cfg.l2_lambda >= 0:
+        raise InputError(f"l2_lambda must be >= 0, got {cfg.l2_lambda}")
+    return cfg
+
+
 def cell_coverage(pixels: jax.Array, size: tuple[int, int]) -> jax.Array:
     """``[N, h, w]`` -> ``[N, H, W]`` mean over each cell's pixel block (adaptive avg pool)."""
     n, h, w = pixels.shape
@@ -112,7 +141,7 @@ def present_set(module, params, fns: ClassFns, z, cfg: Config, progress: bool = 
 
     covs, wsum, total = [], 0.0, 0.0
     spans = _batches(len(z), cfg.inference_batch_size)
-    for s, e in _progress.bar(spans, "ace present set", disable=not progress):
+    for s, e in _progress.bar(spans, "ace present set", disable=not progress, warmup=True):
         cov, ws, t = run(params, jnp.asarray(z[s:e]))
         covs.append(np.asarray(cov))
         wsum, total = wsum + np.asarray(ws, np.float64), total + float(t)
@@ -171,7 +200,7 @@ def candidate_set(module, params, fns: ClassFns, z, k, popularity, cfg: Config, 
     ncell = len(weights)
     scores = np.zeros((len(z), ncell), np.float32)
     spans = _batches(len(z), cfg.inference_batch_size)
-    for s, e in _progress.bar(spans, "ace candidate set", disable=not progress):
+    for s, e in _progress.bar(spans, "ace candidate set", disable=not progress, warmup=True):
         cells = rng.choice(ncell, cfg.cells_per_batch, replace=False, p=weights)
         scores[s:e, cells] = np.asarray(run(params, jnp.asarray(z[s:e]), jnp.asarray(cells)))
     return scores, np.argmax(scores, axis=1)
@@ -252,8 +281,34 @@ class Result(NamedTuple):
     candidates: np.ndarray  # [train + eval] candidate latent indices (seed candidate_seed)
 
 
+def _saved(workdir: str | None, name: str, make):
+    """``make()`` as a dict of arrays, kept in ``workdir/name.npz`` (loaded if it exists)."""
+    if workdir is None:
+        return make()
+    path = os.path.join(workdir, name + ".npz")
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return dict(f)
+    out = make()
+    _save_npz(path, out)
+    return out
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez(path + ".tmp.npz", **arrays)
+    os.replace(path + ".tmp.npz", path)  # whole or not at all
+
+
 def optimize(
-    module, params, fns: ClassFns, cfg: Config | None = None, init=None, value=None, progress=True
+    module,
+    params,
+    fns: ClassFns,
+    cfg: Config | None = None,
+    init=None,
+    value=None,
+    progress=True,
+    workdir: str | None = None,
 ):
     """Learn per-unit α for a class (reference §4.2): sets, ``k``, then Adam with projection.
 
@@ -261,19 +316,33 @@ def optimize(
     ``None`` starts at 0.5 everywhere. ``value``: insertion value ``[C]`` replacing the
     coverage-weighted mean ``k`` (e.g. :func:`unit_quantiles` at 0.99, the reference's
     ``_h99`` variant). Deterministic for a given ``cfg`` (default: :class:`Config`).
+    ``workdir`` (optional): the present and candidate sets and the training state after every
+    epoch are kept there, so an interrupted call with the same arguments resumes after the
+    last finished phase or epoch and returns the same result.
     """
     cfg = Config() if cfg is None else cfg
     zdim = module.sizes[0]
     n = cfg.train_size + cfg.eval_size
     zp = proggan.sample_z(cfg.search_size, cfg.present_seed, zdim)
-    cov, k = present_set(module, params, fns, zp, cfg, progress)
-    k = k if value is None else np.asarray(value, np.float32)
-    cov = cov.reshape(len(zp), -1)
+
+    def present():
+        cov, k = present_set(module, params, fns, zp, cfg, progress)
+        return {"cov": cov, "k": k}
+
+    ps = _saved(workdir, "present", present)
+    k = ps["k"] if value is None else np.asarray(value, np.float32)
+    cov = ps["cov"].reshape(len(zp), -1)
     ptrain, peval = select(cov.max(axis=1), cfg.train_size, cfg.eval_size)
     ploc = np.argmax(cov, axis=1)
     popularity = np.bincount(ploc[ptrain], minlength=cov.shape[1])
     zc = proggan.sample_z(cfg.search_size, cfg.candidate_seed, zdim)
-    cscore, cloc = candidate_set(module, params, fns, zc, k, popularity, cfg, progress)
+
+    def candidates():
+        cscore, cloc = candidate_set(module, params, fns, zc, k, popularity, cfg, progress)
+        return {"score": cscore, "cloc": cloc}
+
+    cs = _saved(workdir, "candidates", candidates)
+    cscore, cloc = cs["score"], cs["cloc"]
     ctrain, ceval = select(cscore.max(axis=1), cfg.train_size, cfg.eval_size)
 
     # The generator up to the layer runs once per selected image; training resumes from it.
@@ -305,8 +374,20 @@ def optimize(
     rng = np.random.RandomState(cfg.shuffle_seed)
     per_step = b * cfg.train_update_freq
     steps = cfg.train_size // per_step
-    for _ in _progress.bar(range(cfg.train_epochs), "ace epochs", disable=not progress):
+    done = 0
+    saved = None if workdir is None else os.path.join(workdir, "training.npz")
+    if saved is not None and os.path.exists(saved):
+        with np.load(saved) as f:
+            done = int(f["epochs"])
+            leaves = [jnp.asarray(f[f"state_{i}"]) for i in range(len(jax.tree.leaves(state)))]
+            snapshots, eval_loss = list(f["snapshots"]), list(f["eval_loss"])
+            train_loss = list(f["train_loss"])
+        state = jax.tree.unflatten(jax.tree.structure(state), leaves)
+    epochs = range(cfg.train_epochs)
+    for epoch in _progress.bar(epochs, "ace epochs", disable=not progress, warmup=True):
         pair, order = rng.permutation(cfg.train_size), rng.permutation(cfg.train_size)
+        if epoch < done:  # finished before an interruption: only the shuffles are replayed
+            continue
         total = 0.0
         for s in range(steps):
             i = order[s * per_step : (s + 1) * per_step]
@@ -316,6 +397,13 @@ def optimize(
         snapshots.append(np.asarray(state.alpha))
         eval_loss.append(evaluate(state.alpha))
         train_loss.append(total / max(1, steps * per_step))
+        if saved is not None:
+            leaves = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
+            _save_npz(saved, {
+                "epochs": np.asarray(epoch + 1), "snapshots": np.stack(snapshots),
+                "eval_loss": np.asarray(eval_loss), "train_loss": np.asarray(train_loss),
+                **leaves,
+            })  # fmt: skip
     return Result(
         np.asarray(state.alpha), np.stack(snapshots), np.asarray(eval_loss),
         np.asarray(train_loss), k, pidx, cidx,
@@ -349,47 +437,14 @@ def delta(module, params, mask_fn, z, layer, alpha, k, locations=None, batch_siz
     return float(np.concatenate(out).mean())
 
 
-def init_from_dissect(path: str, layer: str, classname: str) -> np.ndarray | None:
-    """IoU / max IoU from the ``'<class>-iou'`` ranking of ``dissect.json`` (None if absent)."""
-    if not os.path.exists(path):
+def init_from_dissect(rec: dict, layer: str, classname: str) -> np.ndarray | None:
+    """IoU / max IoU from the ``'<class>-iou'`` ranking of a ``dissect.json`` record (``None``
+    if the layer has no such ranking or no positive IoU)."""
+    score = record.ranking(rec, layer, f"{classname}-iou")
+    if score is None:
         return None
-    with open(path) as f:
-        record = json.load(f)
-    for lrec in record.get("layers", []):
-        if lrec.get("layer") == layer:
-            for r in lrec.get("rankings", []):
-                if r.get("name") == f"{classname}-iou":
-                    iou = -np.asarray(r["score"], np.float32)
-                    return iou / iou.max() if iou.max() > 0 else None
-    return None
-
-
-def add_ranking(path: str, layer: str, name: str, score, metric: str = "ace", position: int = 2):
-    """Insert ``{name, score, metric}`` into ``layer``'s ``rankings`` of ``dissect.json``.
-
-    ``score`` is one float per unit, lower = better (the reference stores ``-alpha``). An
-    existing ranking of that name is replaced; the file is backed up once to ``.bak`` (as the
-    reference) and created, with just this layer, if missing. Returns ``path``.
-    """
-    record = {"layers": []}
-    if os.path.exists(path):
-        with open(path) as f:
-            record = json.load(f)
-        if not os.path.exists(path + ".bak"):
-            shutil.copyfile(path, path + ".bak")
-    layers = record.setdefault("layers", [])
-    lrec = next((r for r in layers if r.get("layer") == layer), None)
-    if lrec is None:
-        lrec = {"layer": layer, "rankings": []}
-        layers.append(lrec)
-    rankings = [r for r in lrec.setdefault("rankings", []) if r.get("name") != name]
-    entry = {"name": name, "score": [float(s) for s in np.asarray(score).ravel()]}
-    rankings.insert(min(position, len(rankings)), {**entry, "metric": metric})
-    lrec["rankings"] = rankings
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(record, f, indent=1)
-    return path
+    iou = -score
+    return iou / iou.max() if iou.max() > 0 else None
 
 
 def save(outdir: str, result: Result, cfg: Config, classname: str, **extra) -> str:

@@ -25,18 +25,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from gdjax import rundir
 from gdjax.intervene import ablate, ace
-from gdjax.models import checkpoint, proggan
+from gdjax.models import proggan
+from gdjax.report import record
 
 RESULT = "result.json"
-
-
-def _write_json(path: str, record) -> str:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)  # a killed run never leaves a half-written result
-    return path
 
 
 def _band(c: dict) -> dict:
@@ -60,9 +54,13 @@ def run_class(
     segment_fn=None,
     colorize=None,
     progress: bool = True,
+    overwrite: bool = False,
     **extra,
 ) -> dict:
     """Learn α for ``classname`` and compare the removal by its top ``topn`` units with IoU's.
+
+    Resumable: ``outdir`` records the settings (others are refused unless ``overwrite``) and
+    keeps the optimisation's phases and epochs in ``outdir/work`` (:func:`.ace.optimize`).
 
     α starts from ``dissect_path``'s ``<class>-iou`` ranking (IoU / max IoU) when present, else
     0.5. Writes into ``outdir``: ``alpha.npy``, ``snapshots/``, ``summary.json``
@@ -78,16 +76,25 @@ def run_class(
     (ten largest α), ``eval_loss`` per epoch, ``alpha_start``, ``seconds``, ``paths``, ``extra``.
     """
     start = time.time()
-    init = ace.init_from_dissect(dissect_path, cfg.layer, classname)
+    rec = record.read(dissect_path)
+    record.layer(rec, cfg.layer, dissect_path)
+    settings = {
+        **cfg._asdict(), "classname": classname, "dissect": dissect_path,
+        "eval_images": eval_images, "eval_seed": eval_seed, "topn": topn,
+        "insertion_quantile": insertion_quantile, "mixed_units": mixed_units, **extra,
+    }  # fmt: skip
+    rundir.check_run(outdir, settings, "ACE run", overwrite)
+    init = ace.init_from_dissect(rec, cfg.layer, classname)
     value = None
     if insertion_quantile is not None:
         zq = proggan.sample_z(min(cfg.search_size, 2000), cfg.present_seed, module.sizes[0])
         value = ace.unit_quantiles(module, params, zq, cfg.layer, [insertion_quantile])[0]
-    result = ace.optimize(module, params, fns, cfg, init, value, progress)
+    work = os.path.join(outdir, "work")
+    result = ace.optimize(module, params, fns, cfg, init, value, progress, workdir=work)
 
     alpha = result.alpha
     orders = {"ace": (np.argsort(-alpha, kind="stable"), alpha)}
-    iou = ablate.ranking(dissect_path, cfg.layer, f"{classname}-iou")
+    iou = record.ranking(rec, cfg.layer, f"{classname}-iou")
     if iou is not None:
         orders["ace"] = (ablate.order(-alpha, tiebreak=iou), alpha)
         orders["iou"] = (ablate.order(iou), None)
@@ -101,9 +108,9 @@ def run_class(
     )  # fmt: skip
     removed = {m: _band(curves[m]) for m in orders}
     summary = ace.save(outdir, result, cfg, classname, removed_top=removed, topn=topn, **extra)
-    ace.add_ranking(dissect_path, cfg.layer, f"{classname}-ace", -alpha)
+    record.add_ranking(dissect_path, cfg.layer, f"{classname}-ace", -alpha, "ace")
     top = np.argsort(-alpha, kind="stable")[:10]
-    record = {
+    out = {
         "classname": classname, "layer": cfg.layer, "removed": removed,
         "topn": len(curves["ace"]["units"]), "images": eval_images,
         "level": curves["ace"]["level"], "top_units": top.tolist(),
@@ -111,35 +118,8 @@ def run_class(
         "alpha_start": "IoU / max IoU" if init is not None else "0.5 (no <class>-iou ranking)",
         "seconds": time.time() - start, "paths": [summary, *curves["paths"]], **extra,
     }  # fmt: skip
-    _write_json(os.path.join(outdir, RESULT), record)
-    return record
-
-
-def eligible(
-    dissect_path: str, layer: str, labels: Sequence[str], classes=None, min_units: int = 4
-) -> tuple[list[str], dict[str, str], dict[str, int]]:
-    """Classes to run: ``(names, skipped {name: why}, units {name: interpretable units})``.
-
-    Candidates are ``classes`` or every label but label 0 (no label); one runs if at least
-    ``min_units`` interpretable units of ``layer`` in ``dissect_path`` carry its label.
-    """
-    with open(dissect_path) as f:
-        record = json.load(f)
-    lrec = next((r for r in record["layers"] if r["layer"] == layer), None)
-    if lrec is None:
-        raise ValueError(f"{dissect_path} has no layer {layer!r}")
-    units = {name: 0 for name in labels}
-    units.update({s["label"]: len(s["units"]) for s in lrec.get("labels", [])})
-    unknown = [c for c in classes or () if c not in labels]
-    if unknown:
-        raise ValueError(f"unknown classes {unknown}; labels are {list(labels)}")
-    names, skipped = [], {}
-    for c in list(classes) if classes else list(labels[1:]):
-        if units.get(c, 0) >= min_units:
-            names.append(c)
-        else:
-            skipped[c] = f"{units.get(c, 0)} interpretable units < min_units {min_units}"
-    return names, skipped, {c: units.get(c, 0) for c in [*names, *skipped]}
+    rundir.write_json(os.path.join(outdir, RESULT), out)
+    return out
 
 
 def summarize(results: Sequence[dict], units: dict, skipped: dict, settings: dict) -> dict:
@@ -220,7 +200,8 @@ def run_all(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> dict:
-    """:func:`run_class` for every :func:`eligible` class, resumably; summary and table.
+    """:func:`run_class` for every eligible class (:func:`gdjax.report.record.eligible`),
+    resumably; summary and table.
 
     ``class_fns(name)`` gives a class's :class:`gdjax.intervene.ace.ClassFns` (for a segmenter:
     ``lambda c: ace.segmenter_fns(seg, labels.index(c), downsample)``); ``labels``: label
@@ -230,12 +211,13 @@ def run_all(
     ``settings_extra`` (e.g. the models and segmentation downsampling) joins the recorded
     settings; ``classes`` and ``min_units`` may change between runs, the rest may not.
     """
-    names, skipped, units = eligible(dissect_path, cfg.layer, labels, classes, min_units)
+    rec = record.read(dissect_path)
+    names, skipped, units = record.eligible(rec, cfg.layer, labels, classes, min_units)
     settings = {**cfg._asdict(), "eval_images": eval_images, "eval_seed": eval_seed,
                 "topn": topn, "insertion_quantile": insertion_quantile,
                 "mixed_units": mixed_units, "level": 0.99, **(settings_extra or {})}  # fmt: skip
     root = os.path.join(outdir, cfg.layer)
-    checkpoint.check_settings(root, settings, "ACE run")
+    rundir.check_run(root, settings, "ACE run")
     results = []
     for i, c in enumerate(names):
         path = os.path.join(root, c, RESULT)
@@ -269,7 +251,7 @@ def run_all(
         )
     summary = summarize(results, units, skipped, settings)
     paths = [os.path.join(root, "summary.json"), os.path.join(root, "summary.txt")]
-    _write_json(paths[0], {**summary, "paths": paths})
+    rundir.write_json(paths[0], {**summary, "paths": paths})
     with open(paths[1], "w") as f:
         f.write(table(summary))
     return {**summary, "paths": paths}

@@ -128,26 +128,3 @@ def restore(directory: str, expected: Mapping[str, Any]) -> dict[str, Any]:
         check_tree(getattr(stored, "tree", stored), expected, f"checkpoint {directory!r}")
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(_shape(x), x.dtype), expected)
         return ckpt.restore(path, target)
-
-
-def check_settings(directory: str, settings: Mapping[str, Any], what: str = "run") -> None:
-    """Record ``settings`` in ``directory/settings.json``, or insist they equal the recorded ones.
-
-    A resumable run calls this first, so resuming with other settings fails at once with the
-    differing keys and their recorded values instead of mixing two runs' results.
-    """
-    path = os.path.join(directory, "settings.json")
-    settings = json.loads(json.dumps(dict(settings)))  # tuples -> lists, as stored
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        diff = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
-        if diff:
-            raise ValueError(
-                f"{directory!r} holds a different {what} (settings differ: "
-                f"{', '.join(f'{k}={old.get(k)!r}' for k in diff)}); use another directory"
-            )
-        return
-    os.makedirs(directory, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(settings, f, indent=2)

@@ -12,19 +12,32 @@ follow; then materials, then the parts of the first owners that are not objects 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "Vocab",
     "connected_components",
+    "label_categories",
     "label_maps",
     "quad_channels",
     "upp_vocab_from_tables",
 ]
 
 QUAD = ("t", "l", "b", "r")
+
+
+def label_categories(labels: Sequence[tuple[str, str]], categories: Sequence[str]) -> np.ndarray:
+    """Index of each label's category in ``categories``: int64 ``[L]`` for ``labels =
+    [(name, category)] * L``. Label 0 (no label) and labels of a category not in the list fall
+    into category 0, as the reference does (reference §9b.21)."""
+    index = {c: i for i, c in enumerate(categories)}
+    out = np.array([index.get(cat, 0) for _, cat in labels], np.int64)
+    out[:1] = 0
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -149,6 +149,11 @@ class Generator(nn.Module):
     def layers(self) -> list[str]:
         return layer_names(self.sizes)
 
+    @property
+    def resolution(self) -> int:
+        """Side of the output images: ``4 * 2**(len(sizes) - 2)``."""
+        return 4 * 2 ** (len(self.sizes) - 2)
+
     @nn.compact
     def __call__(
         self,

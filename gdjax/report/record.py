@@ -1,24 +1,19 @@
-"""Dissection results as files a person can open: JSON, statistics, unit strips, chart and (with
-:mod:`gdjax.report.page`) the HTML report.
+"""The one owner of ``dissect.json``: building its records, writing, reading, and the
+questions other commands ask of it (rankings, adding a ranking, classes with enough units).
 
 Field names follow the reference's ``generate_report`` (reference §3.6, §3.7) so its readers
-work on ours. Layout under ``outdir``::
-
-    dissect.json  report.html
-    <layer>/stats.npz  <layer>/bargraph.png  <layer>/image/<u>-top.jpg  <layer>/image/<u>-seg.png
-
-Deliberate differences from the reference:
+work on ours. Deliberate differences from the reference:
 
 * ``iou_threshold`` is a plain float (the reference writes a 1-element list, a trailing-comma
-  bug, reference §9.16).
+  bug, reference §9 item 16).
 * Ranking scores keep the reference's convention: **lower is better**, so metric rankings hold
   negated metrics (``'max iou'`` is ``-iou``) and the ``'label'`` ranking holds each unit's
   position (0 = first) in the label order.
-* Top-image strips are JPEG at quality 90 (the reference: 80), segmentation strips PNG, as the
-  reference; the chart is PNG (not SVG) and ``report.html`` is self-contained (inline CSS/JS;
-  the reference's viewers load Vue/jQuery/bootstrap from CDNs).
-* The strip mask is the IoU's own mask (bilinear, edge clamp, strict ``>``), not the
-  reference's zero-padded spline with ``>=`` (reference §9.18), so pictures and IoU agree.
+* Each unit record has a ``flag`` that warns about a label a person should not trust:
+  ``'below chance'`` when the unit is active on the label's pixels less often than on the
+  other pixels of the domain (its intersection is below ``label size x active size / domain``:
+  the unit is anti-correlated with its label), ``'IoU ≈ 0'`` when its IoU is under 0.01;
+  ``None`` otherwise.
 """
 
 from __future__ import annotations
@@ -27,26 +22,32 @@ import collections
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 
-from gdjax.report import chart, page, strips
+from gdjax.errors import InputError
+from gdjax.models.labels import label_categories
 
 __all__ = [
     "CATEGORY_ORDER",
+    "DISSECT_JSON",
+    "add_ranking",
+    "eligible",
+    "layer",
     "layer_record",
+    "ranking",
+    "read",
     "report_record",
-    "save_stats",
     "unit_records",
     "write_json",
-    "write_report",
 ]
 
+DISSECT_JSON = "dissect.json"
 CATEGORY_ORDER = ("object", "scene", "part", "piece", "material", "texture", "color")
 _QUAD_SUFFIXES = ("-t", "-b", "-l", "-r")
-
-
-# ---------------------------------------------------------------------------------- records
+NEAR_ZERO_IOU = 0.01
+_UNFILLED = np.iinfo(np.int32).max  # a top-k slot no image filled (gdjax.dissect.topk)
 
 
 def _num(x) -> float | None:
@@ -55,69 +56,69 @@ def _num(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _category_index(labels, categories) -> np.ndarray:
-    """int ``[L]``: index of each label's category; unknown categories fall into 0 (§9b.21)."""
-    index = {c: i for i, c in enumerate(categories)}
-    return np.array([index.get(cat, 0) for _, cat in labels], np.int64)
-
-
 def unit_records(
-    labels, categories, iou, iqr, best, levels, top_values, top_indices, lc, cc, ic,
-    interp=None, max_iqr=None, max_iqr_level=None, max_iqr_quantile=None, max_iqr_iou=None,
-    iou_threshold=0.05, iqr_threshold=0.01,
-) -> list[dict]:  # fmt: skip
-    """One reference unit record per unit (reference §3.6, §3.7).
+    result, labels, categories, *, iou_threshold: float = 0.05, iqr_threshold: float = 0.01
+) -> list[dict]:
+    """One reference unit record per unit (reference §3.6, §3.7), plus ``flag``.
 
-    ``labels``: ``[(name, category)] * L`` (label 0 is ``'-'``); ``iou``, ``iqr`` (IQR scores),
-    ``ic``: ``[L, C]``; ``best``: int ``[C]`` label per unit (argmax of ``max_iqr`` in IQR mode,
-    of ``iou`` otherwise; chosen by the caller); ``levels``: ``[C]``; ``top_values``,
-    ``top_indices``: ``[k, C]`` (max activation, image number; best first); ``lc``: ``[L]``;
-    ``cc``: ``[ncat, C]``. ``interp``: bool ``[C]``, default ``iou > iou_threshold and iou_iqr >
-    iqr_threshold`` of the unit's label. With ``max_iqr`` (and the other ``max_iqr_*``, all
-    ``[L, C]``) the ``iqr*`` fields are added: the label of largest ``max_iqr`` after zeroing
-    entries whose ``max_iqr_quantile > 0.5`` (first index on ties, label 0 competing).
+    ``result``: a :class:`gdjax.dissect.result.LayerResult`; ``labels``: ``[(name, category)]
+    * L`` (label 0 is ``'-'``); ``categories``: names. A unit is ``interp`` when its label's
+    IoU exceeds ``iou_threshold`` and its IQR ``iqr_threshold``. With ``result.search`` (IQR
+    mode) the ``iqr*`` fields are added: the label of largest ``max_iqr`` after zeroing entries
+    whose ``max_iqr_quantile > 0.5`` (first index on ties, label 0 competing).
     """
-    cat = _category_index(labels, categories)
-    best = np.asarray(best, np.int64)
+    cat = label_categories(labels, categories)
+    best = np.asarray(result.label, np.int64)
     units = np.arange(best.shape[0])
-    u_iou = np.asarray(iou, np.float64)[best, units]
-    u_iqr = np.asarray(iqr, np.float64)[best, units]
-    if interp is None:
-        interp = (u_iou > iou_threshold) & (u_iqr > iqr_threshold)
-    if max_iqr is not None:
-        masked = np.where(np.asarray(max_iqr_quantile) > 0.5, 0.0, np.asarray(max_iqr))
+    u_iou = np.asarray(result.iou, np.float64)[best, units]
+    u_iqr = np.asarray(result.iqr, np.float64)[best, units]
+    interp = (u_iou > iou_threshold) & (u_iqr > iqr_threshold)
+    lc = np.asarray(result.label_size, np.float64)[best]
+    cc = np.asarray(result.active, np.float64)[cat[best], units]
+    ic = np.asarray(result.intersection, np.float64)[best, units]
+    domain = np.asarray(result.domain, np.float64)[cat[best]]
+    chance = lc * cc / np.maximum(domain, 1.0)
+    search = result.search
+    if search is not None:
+        masked = np.where(search["max_iqr_quantile"] > 0.5, 0.0, search["max_iqr"])
         q_best = np.argmax(masked, axis=0)
+    top_indices, top_values = np.asarray(result.top_indices), np.asarray(result.top_values)
     records = []
     for u in units:
         b = int(best[u])
+        flag = None
+        if b > 0 and ic[u] < chance[u]:
+            flag = "below chance"
+        elif u_iou[u] < NEAR_ZERO_IOU:
+            flag = "IoU ≈ 0"
         r = {
             "unit": int(u),
             "interp": bool(interp[u]),
-            "level": _num(levels[u]),
-            "top": [
+            "level": _num(result.levels[u]),
+            "top": [  # slots never filled (fewer images than k) are left out
                 {"imgnum": int(i), "maxact": _num(v)}
-                for i, v in zip(
-                    np.asarray(top_indices)[:, u], np.asarray(top_values)[:, u], strict=True
-                )
+                for i, v in zip(top_indices[:, u], top_values[:, u], strict=True)
+                if i != _UNFILLED
             ],
             "iou": _num(u_iou[u]),
             "iou_iqr": _num(u_iqr[u]),
-            "lc": _num(np.asarray(lc)[b]),
-            "cc": _num(np.asarray(cc)[cat[b], u]),
-            "ic": _num(np.asarray(ic)[b, u]),
+            "lc": _num(lc[u]),
+            "cc": _num(cc[u]),
+            "ic": _num(ic[u]),
             "iou_labelnum": b,
             "iou_label": labels[b][0],
             "iou_cat": categories[cat[b]],
+            "flag": flag,
         }
-        if max_iqr is not None:
+        if search is not None:
             q = int(q_best[u])
             r.update(
                 iqr=_num(masked[q, u]),
                 iqr_label=labels[q][0],
                 iqr_cat=categories[cat[q]],
-                iqr_level=_num(np.asarray(max_iqr_level)[q, u]),
-                iqr_quantile=_num(np.asarray(max_iqr_quantile)[q, u]),
-                iqr_iou=_num(np.asarray(max_iqr_iou)[q, u]),
+                iqr_level=_num(search["max_iqr_level"][q, u]),
+                iqr_quantile=_num(search["max_iqr_quantile"][q, u]),
+                iqr_iou=_num(search["max_iqr_iou"][q, u]),
             )
         records.append(r)
     return records
@@ -135,12 +136,18 @@ def _category_rank(cat: str) -> int:
 
 
 def layer_record(
-    layer, labels, categories, iou, iqr, best, levels, top_values, top_indices, lc, cc, ic,
-    interp=None, max_iqr=None, max_iqr_level=None, max_iqr_quantile=None, max_iqr_iou=None,
-    iou_threshold=0.05, iqr_threshold=0.01, rank_all_labels=False,
-) -> dict:  # fmt: skip
+    name: str,
+    result,
+    labels,
+    categories,
+    *,
+    iou_threshold: float = 0.05,
+    iqr_threshold: float = 0.01,
+    rank_all_labels: bool = False,
+) -> dict:
     """The reference's layer record: ``layer, units, rankings, iou_threshold, iqr_threshold,
-    labels, interpretable, bargraph, dirname`` (arguments as :func:`unit_records`).
+    labels, interpretable, bargraph, dirname`` of layer ``name`` (arguments as
+    :func:`unit_records`).
 
     Rankings (each ``{name, [metric, concept], score: [C floats]}``, lower = better):
 
@@ -158,11 +165,10 @@ def layer_record(
     then unit count (more first), then best IoU (higher first).
     """
     units = unit_records(
-        labels, categories, iou, iqr, best, levels, top_values, top_indices, lc, cc, ic,
-        interp, max_iqr, max_iqr_level, max_iqr_quantile, max_iqr_iou,
-        iou_threshold, iqr_threshold,
-    )  # fmt: skip
-    iou = np.asarray(iou, np.float64)
+        result, labels, categories, iou_threshold=iou_threshold, iqr_threshold=iqr_threshold
+    )
+    iou = np.asarray(result.iou, np.float64)
+    max_iqr = None if result.search is None else result.search["max_iqr"]
     n = len(units)
     good = [u for u in units if u["interp"]]
     count = collections.Counter(u["iou_labelnum"] for u in good)
@@ -185,7 +191,7 @@ def layer_record(
         rankings.append(
             {"name": "max iqr", "metric": "iqr", "score": [-(u["iqr"] or 0.0) for u in units]}
         )
-    number = {name: i for i, (name, _) in enumerate(labels)}
+    number = {label: i for i, (label, _) in enumerate(labels)}
     if rank_all_labels:
         ranked = list(range(len(labels)))
     else:
@@ -193,14 +199,15 @@ def layer_record(
         names = sorted((f for f in freq if f in number), key=lambda f: (-freq[f], number[f]))
         ranked = [number[f] for f in names]
     for lab in ranked:
-        name = labels[lab][0]
+        concept = labels[lab][0]
+        score = (-iou[lab]).tolist()
         rankings.append(
-            {"name": f"{name}-iou", "concept": name, "metric": "iou", "score": (-iou[lab]).tolist()}
+            {"name": f"{concept}-iou", "concept": concept, "metric": "iou", "score": score}
         )
         if max_iqr is not None:
             score = (-np.asarray(max_iqr, np.float64)[lab]).tolist()
             rankings.append(
-                {"name": f"{name}-iqr", "concept": name, "metric": "iqr", "score": score}
+                {"name": f"{concept}-iqr", "concept": concept, "metric": "iqr", "score": score}
             )
     summary = []
     for b in count:
@@ -210,7 +217,7 @@ def layer_record(
     rank = lambda s: (_category_rank(s["cat"]), -len(s["units"]), -top_iou[s["labelnum"]])
     summary.sort(key=lambda s: (*rank(s), s["labelnum"]))
     return {
-        "layer": layer,
+        "layer": name,
         "units": units,
         "rankings": rankings,
         "iou_threshold": float(iou_threshold),
@@ -218,69 +225,120 @@ def layer_record(
         "labels": summary,
         "interpretable": len(good),
         "bargraph": "bargraph.png",  # relative to dirname, as the reference
-        "dirname": layer,
+        "dirname": name,
     }
 
 
-def report_record(
-    netname, layers, labels, colors, *, meta=None, settings=None, quantile_threshold="iqr",
-    iou_threshold=0.05, iqr_threshold=0.01,
-) -> dict:  # fmt: skip
+def report_record(settings, layers, labels, colors, meta=None) -> dict:
     """The ``dissect.json`` top level (reference §3.7).
 
-    ``layers``: layer records (:func:`layer_record`); ``labels``: ``[(name, category)]``;
-    ``colors``: uint8 ``[L, 3]`` palette, written as ``segcolors {"r,g,b": "name/name..."}``
-    (labels sharing a colour joined by ``/``); ``quantile_threshold``: ``'iqr'`` or a float.
-    ``default_ranking`` is ``'label'`` (as the reference when labels exist).
+    ``settings``: the run's :class:`gdjax.dissect.settings.Settings` (its ``netname``,
+    ``threshold``, ``iou_threshold`` and ``iqr_threshold`` fill the reference's fields, all of
+    it goes into ``settings``); ``layers``: layer records (:func:`layer_record`); ``labels``:
+    ``[(name, category)]``; ``colors``: uint8 ``[L, 3]`` palette, written as ``segcolors
+    {"r,g,b": "name/name..."}`` (labels sharing a colour joined by ``/``). ``default_ranking``
+    is ``'label'`` (as the reference when labels exist).
     """
     segcolors: dict[str, str] = {}
     for (name, _), rgb in zip(labels, np.asarray(colors)[: len(labels)], strict=True):
         key = ",".join(str(int(c)) for c in rgb)
         segcolors[key] = f"{segcolors[key]}/{name}" if key in segcolors else name
-    qt = quantile_threshold if isinstance(quantile_threshold, str) else float(quantile_threshold)
     return {
-        "netname": netname,
+        "netname": settings.netname,
         "meta": meta or {},
         "default_ranking": "label",
-        "quantile_threshold": qt,
-        "settings": settings or {},
-        "iou_threshold": float(iou_threshold),
-        "iqr_threshold": float(iqr_threshold),
+        "quantile_threshold": settings.threshold,
+        "settings": settings.to_json(),
+        "iou_threshold": float(settings.iou_threshold),
+        "iqr_threshold": float(settings.iqr_threshold),
         "segcolors": segcolors,
         "layers": list(layers),
     }
 
 
-# ---------------------------------------------------------------------------------- files
-
-
 def write_json(outdir: str, record: dict) -> str:
-    """Write ``outdir/dissect.json`` (strict JSON: NaN is rejected); returns its path."""
+    """Write ``outdir/dissect.json`` (strict JSON: NaN is rejected) through a temporary file;
+    returns its path."""
     os.makedirs(outdir, exist_ok=True)
-    path = os.path.join(outdir, "dissect.json")
-    with open(path, "w") as f:
+    path = os.path.join(outdir, DISSECT_JSON)
+    with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=1, allow_nan=False)
+    os.replace(path + ".tmp", path)
     return path
 
 
-def save_stats(outdir: str, layer: str, **arrays) -> str:
-    """Write the layer's statistics (``iou, iqr, best, levels, lc, cc, ic, top_values, ...``,
-    as given) to ``outdir/<layer>/stats.npz``; returns its path."""
-    path = os.path.join(outdir, layer, "stats.npz")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
+def read(path: str) -> dict:
+    """A ``dissect.json`` (or the directory holding one), or :class:`InputError` saying how to
+    make it."""
+    if os.path.isdir(path):
+        path = os.path.join(path, DISSECT_JSON)
+    if not os.path.isfile(path):
+        raise InputError(
+            f"{path} not found: dissect first (python examples/dissect.py), or pass --dissect"
+        )
+    with open(path) as f:
+        try:
+            record = json.load(f)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("layers"), list):
+        raise InputError(f"{path} is not a dissect.json: it has no 'layers' list")
+    return record
+
+
+def layer(record: dict, name: str, source: str = "dissect.json") -> dict:
+    """The layer record of layer ``name``, or :class:`InputError` listing the layers there."""
+    for lrec in record.get("layers", []):
+        if lrec.get("layer") == name:
+            return lrec
+    have = ", ".join(str(r.get("layer")) for r in record.get("layers", [])) or "none"
+    raise InputError(f"{source} has no layer {name!r} (layers dissected: {have})")
+
+
+def ranking(record: dict, layer_name: str, name: str) -> np.ndarray | None:
+    """The ``score`` list (float32 ``[C]``, lower = better) of ranking ``name`` of a layer, or
+    ``None`` if the layer has no such ranking."""
+    for r in layer(record, layer_name).get("rankings", []):
+        if r.get("name") == name:
+            return np.asarray(r["score"], np.float32)
+    return None
+
+
+def add_ranking(path: str, layer_name: str, name: str, score, metric: str, position: int = 2):
+    """Insert ``{name, score, metric}`` into a layer's ``rankings`` in ``dissect.json`` at
+    ``path`` (a ranking of that name is replaced). ``score``: one float per unit, lower =
+    better (the reference stores ``-alpha`` for ACE). The file is backed up once to ``.bak``
+    (as the reference) and rewritten atomically. Returns ``path``."""
+    record = read(path)
+    if not os.path.exists(path + ".bak"):
+        shutil.copyfile(path, path + ".bak")
+    lrec = layer(record, layer_name, path)
+    rankings = [r for r in lrec.setdefault("rankings", []) if r.get("name") != name]
+    entry = {"name": name, "score": [float(s) for s in np.asarray(score).ravel()]}
+    rankings.insert(min(position, len(rankings)), {**entry, "metric": metric})
+    lrec["rankings"] = rankings
+    write_json(os.path.dirname(os.path.abspath(path)), record)
     return path
 
 
-def write_report(outdir: str, record: dict, unit_strips=()) -> str:
-    """Write everything for ``record`` (:func:`report_record`): ``unit_strips`` (iterable of
-    ``(layer, unit, top_strip, seg_strip)``, via :func:`save_strip`), each layer's
-    ``bargraph.png``, ``dissect.json`` and ``report.html``; returns the HTML path."""
-    for layer, unit, top, seg in unit_strips:
-        strips.save_strip(outdir, layer, unit, top, seg)
-    categories = sorted({s["cat"] for layer in record["layers"] for s in layer["labels"]})
-    for layer in record["layers"]:
-        path = os.path.join(outdir, layer["layer"], "bargraph.png")
-        chart.bar_chart(layer["labels"], categories, path)
-    write_json(outdir, record)
-    return page.write_html(outdir, record)
+def eligible(
+    record: dict, layer_name: str, labels, classes=None, min_units: int = 4
+) -> tuple[list[str], dict[str, str], dict[str, int]]:
+    """Classes worth an experiment: ``(names, skipped {name: why}, units {name: count})``.
+
+    Candidates are ``classes`` or every label but label 0 (no label); one is eligible if at
+    least ``min_units`` interpretable units of the layer carry its label. Unknown ``classes``
+    raise :class:`InputError` naming them."""
+    lrec = layer(record, layer_name)
+    unknown = [c for c in classes or () if c not in labels]
+    if unknown:
+        raise InputError(f"unknown class {unknown[0]!r}; classes are {', '.join(labels[1:])}")
+    units = {name: 0 for name in labels}
+    units.update({s["label"]: len(s["units"]) for s in lrec.get("labels", [])})
+    names, skipped = [], {}
+    for c in list(classes) if classes else list(labels[1:]):
+        if units.get(c, 0) >= min_units:
+            names.append(c)
+        else:
+            skipped[c] = f"{units.get(c, 0)} interpretable units < min_units {min_units}"
+    return names, skipped, {c: units.get(c, 0) for c in [*names, *skipped]}

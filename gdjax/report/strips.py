@@ -9,14 +9,16 @@ zero-padded spline with ``>=`` (reference §9 item 18), so pictures and IoU agre
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import numpy as np
 
+from gdjax import progress
 from gdjax.models import resample
 from gdjax.report import draw
 
-__all__ = ["save_strip", "seg_strip", "unit_strip"]
+__all__ = ["save_strip", "seg_strip", "unit_strip", "write_strips"]
 
 _upsample = jax.jit(resample.upsample, static_argnums=(1, 2))  # one dispatch per strip
 
@@ -72,3 +74,26 @@ def save_strip(outdir: str, layer: str, unit: int, top_strip, seg) -> tuple[str,
     colours, exact: PNG) under ``outdir``; returns the paths."""
     base = os.path.join(outdir, layer, "image", f"{int(unit)}")
     return draw.save_jpeg(base + "-top.jpg", top_strip), draw.save_png(base + "-seg.png", seg)
+
+
+def write_strips(outdir: str, layer: str, result, images, acts, labels, colors, count: int):
+    """Write every unit's strips of ``layer``: its first ``count`` top images
+    (``result.top_indices``) from ``images`` (uint8 ``[N, H, W, 3]``), outlined where
+    ``acts`` (``[N, h, w, C]``) exceeds the unit's level, and their segmentations (channel 0 of
+    ``labels`` ``[N, H/d, W/d, K]``, coloured with ``colors``). Units are drawn and encoded on
+    a few threads (the encoders release the GIL). Returns the number of units written."""
+    top = np.asarray(result.top_indices)[:count]
+    n = images.shape[0]
+
+    def write(unit):
+        idx = [int(i) for i in top[:, unit] if 0 <= int(i) < n]
+        imgs = np.asarray(images[idx])
+        strip = unit_strip(imgs, np.asarray(acts[idx, :, :, unit]), result.levels[unit])
+        seg = seg_strip(np.asarray(labels[idx, :, :, 0]), colors, imgs.shape[1:3])
+        save_strip(outdir, layer, unit, strip, seg)
+
+    units = range(top.shape[1])
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
+        for _ in progress.bar(pool.map(write, units), f"{layer} unit strips", total=len(units)):
+            pass
+    return len(units)

@@ -14,10 +14,20 @@ from __future__ import annotations
 import functools
 import os
 
+from gdjax.errors import InputError
 from gdjax.models import proggan
 from gdjax.models import segmenter as seglib
 
-__all__ = ["ASSETS", "GENERATOR", "SEGMENTER", "generator", "load_models", "segmenter"]
+__all__ = [
+    "ASSETS",
+    "GENERATOR",
+    "SEGMENTER",
+    "generator",
+    "load_generator",
+    "load_models",
+    "load_segmenter",
+    "segmenter",
+]
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
 GENERATOR = os.path.join(ASSETS, "generator")
@@ -47,9 +57,37 @@ def generator():
     return proggan.load(GENERATOR)
 
 
+def load_generator(spec: str = "demo"):
+    """``(module, params)`` for a ``--generator`` flag: ``'demo'``, ``'random:R'`` (random
+    weights at the original's default sizes for ``R x R`` images, reference §1.2) or a gdjax
+    generator checkpoint directory. Bad specs raise :class:`gdjax.errors.InputError`."""
+    if spec == "demo":
+        return generator()
+    if spec.startswith("random:"):
+        res = spec.split(":", 1)[1]
+        if not res.isdigit() or int(res) not in proggan.SIZES:
+            sizes = ", ".join(str(r) for r in sorted(proggan.SIZES))
+            raise InputError(f"--generator {spec}: R must be one of {sizes}")
+        return proggan.init(proggan.SIZES[int(res)])
+    return _load(proggan.load, spec, "generator")
+
+
+def load_segmenter(spec: str = "demo") -> seglib.Segmenter:
+    """The segmenter for a ``--segmenter`` flag: ``'demo'`` or a gdjax segmenter checkpoint
+    directory. Bad specs raise :class:`gdjax.errors.InputError`."""
+    return segmenter() if spec == "demo" else _load(seglib.load, spec, "segmenter")
+
+
 def load_models(gen: str = "demo", seg: str = "demo"):
-    """``((module, params), segmenter)`` from ``'demo'`` or checkpoint directories, as the
-    example scripts' ``--generator`` / ``--segmenter`` flags give them."""
-    generator_ = generator() if gen == "demo" else proggan.load(gen)
-    segmenter_ = segmenter() if seg == "demo" else seglib.load(seg)
-    return generator_, segmenter_
+    """``((module, params), segmenter)`` from the example scripts' ``--generator`` and
+    ``--segmenter`` flags (:func:`load_generator`, :func:`load_segmenter`)."""
+    return load_generator(gen), load_segmenter(seg)
+
+
+def _load(load, path: str, what: str):
+    if not os.path.exists(path):
+        raise InputError(f"--{what} {path}: no such directory ('demo' is the built-in {what})")
+    try:
+        return load(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise InputError(f"--{what} {path}: {e}") from None

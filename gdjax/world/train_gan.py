@@ -26,7 +26,8 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from gdjax.models import checkpoint, proggan
+from gdjax import rundir
+from gdjax.models import proggan
 
 
 class EqConv(nn.Module):
@@ -236,7 +237,7 @@ def train(
     cfg = cfg or Config()
     os.makedirs(directory, exist_ok=True)
     settings = {**cfg._asdict(), "sizes": list(cfg.sizes), "seed": seed}
-    checkpoint.check_settings(directory, settings, "training run")
+    rundir.check_run(directory, settings, "training run")
     state = restore_or_init(os.path.join(directory, "checkpoints"), cfg, seed)
     steps = {False: make_step(cfg, False), True: make_step(cfg, True)}
     g = proggan.Generator(tuple(cfg.sizes))

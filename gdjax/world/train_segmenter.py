@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gdjax.models import checkpoint
+from gdjax import rundir
 from gdjax.models import segmenter as seglib
 from gdjax.world import scenes
 
@@ -208,7 +208,7 @@ def train(
     config = config or demo_config()
     cfg = cfg or Config()
     os.makedirs(directory, exist_ok=True)
-    checkpoint.check_settings(
+    rundir.check_run(
         directory, {"config": config, "train": cfg._asdict(), "seed": seed}, "training run"
     )
 
