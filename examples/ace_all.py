@@ -1,7 +1,7 @@
 """ACE for every class with enough interpretable units: top-n removal by ACE vs by IoU.
 
     python examples/ace_all.py                       # the demo GAN, every eligible class
-    python examples/ace_all.py --classes tree,door --min_units 1 --outdir runs/demo_ace
+    python examples/ace_all.py --classes tree,door --min_units 1 --outdir out/ace_all
 
 Runs ``examples/ace.py``'s experiment (learn α, ablate the top --topn units by α and by
 IoU over --eval_images latents of seed 3) for each class that labels at least --min_units
@@ -16,17 +16,12 @@ class takes ~5.5 min on 2 CPU cores.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from examples import ace_flags  # noqa: E402
-from gdjax import (
-    ace,  # noqa: E402
-    causal,  # noqa: E402
-    compile_cache,  # noqa: E402
-    demo,  # noqa: E402
-)
+from examples import ace_flags, cli  # noqa: E402
+from gdjax import ace, causal, compile_cache, demo, report  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
 from gdjax.report import draw  # noqa: E402
 
@@ -34,17 +29,21 @@ FLAGS = flags.FLAGS
 ace_flags.define()
 flags.DEFINE_list("classes", None, "classes to run (default: every eligible class)")
 flags.DEFINE_integer("min_units", 4, "interpretable units a class needs to be run")
-flags.DEFINE_string("outdir", "runs/demo_ace_all", "output directory")
+flags.DEFINE_string("outdir", os.path.join(cli.OUT, "ace_all"), "output directory")
 flags.DEFINE_integer("topn", 20, "units ablated")
 
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-    compile_cache.enable(FLAGS.xla_cache)
-    (module, params), seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
-    names = [name for name, _ in seg.labels]
     cfg = ace_flags.config(FLAGS)
+    cli.positive(min_units=FLAGS.min_units, topn=FLAGS.topn)
+    (module, params), seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
+    cli.layer(FLAGS.layer, module)
+    names = [name for name, _ in seg.labels]
+    for c in FLAGS.classes or ():
+        cli.label(c, names, "classes")
+    report.layer(report.read(FLAGS.dissect), FLAGS.layer, FLAGS.dissect)
+    compile_cache.enable(FLAGS.xla_cache)
     summary = causal.run_all(
         FLAGS.outdir, module, params,
         lambda c: ace.segmenter_fns(seg, names.index(c), FLAGS.downsample),
@@ -63,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -6,15 +6,17 @@ Defaults are the demo world at a reduced size (the reference: search 10000, trai
 
 from absl import flags
 
+from examples import cli
 from gdjax import ace, compile_cache
+from gdjax.errors import InputError
 
 
 def define() -> None:
     """Define the shared flags (call once, at import of a script)."""
-    flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")
+    flags.DEFINE_string("generator", "demo", "'demo', 'random:R' or a gdjax generator directory")
     flags.DEFINE_string("segmenter", "demo", "'demo' or a gdjax segmenter checkpoint directory")
     flags.DEFINE_string("layer", "layer4", "generator layer")
-    flags.DEFINE_string("dissect", "runs/demo_dissect/dissect.json", "dissect.json to read/extend")
+    flags.DEFINE_string("dissect", cli.DISSECT_JSON, "dissect.json to read and extend")
     flags.DEFINE_integer("downsample", 1, "segmentation downsampling (the reference: 2 at 256 px)")
     flags.DEFINE_integer("search_size", 1000, "latents searched for present and candidate sets")
     flags.DEFINE_integer("train_size", 200, "training pairs")
@@ -41,11 +43,15 @@ def define() -> None:
 
 
 def config(f: flags.FlagValues) -> ace.Config:
-    """The :class:`gdjax.intervene.ace.Config` the parsed flags describe."""
-    return ace.Config(
+    """The :class:`gdjax.intervene.ace.Config` the parsed flags describe (checked: bad values
+    raise :class:`gdjax.errors.InputError`)."""
+    cli.positive(downsample=f.downsample, eval_images=f.eval_images)
+    if f.insertion_quantile is not None and not 0 < f.insertion_quantile < 1:
+        raise InputError(f"--insertion_quantile must be in (0, 1), got {f.insertion_quantile}")
+    return ace.check_config(ace.Config(
         layer=f.layer, search_size=f.search_size, train_size=f.train_size,
         eval_size=f.eval_size, inference_batch_size=f.inference_batch_size,
         train_batch_size=f.train_batch_size, train_update_freq=f.train_update_freq,
         train_epochs=f.train_epochs, l2_lambda=f.l2_lambda, lr=f.lr,
         shuffle_seed=f.shuffle_seed, ploc_bug=f.ploc_bug,
-    )  # fmt: skip
+    ))  # fmt: skip

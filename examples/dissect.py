@@ -1,32 +1,31 @@
 """Dissect generator layers: label every unit with a concept and write a report.
 
-    python examples/dissect.py                      # the built-in demo GAN's layer4, ~minutes
+    python examples/dissect.py                      # the built-in demo GAN's layer4
     python examples/dissect.py --generator models/church --segmenter models/upp \
         --layers layer4,layer7 --samples 1000 --outdir out/church
 
-Writes ``--outdir``: ``report.html`` (open it in a browser), ``dissect.json``, per-layer
-``stats.npz``, image strips and bar charts. A rerun with the same flags resumes an interrupted
-run; other flags on the same directory are refused. With the demo models it also writes
-``world.png``: generated scenes beside rendered ones, each with its segmentation. Compiled
-programs are kept in ``--xla_cache`` (``~/.cache/gdjax/xla``), so a rerun starts sooner.
+Writes ``--outdir`` (``out/dissect``): ``report.html`` (open it in a browser), ``dissect.json``,
+per-layer ``stats.npz``, image strips and bar charts. A rerun with the same flags resumes an
+interrupted run (Ctrl-C or a killed process); other flags on the same directory are refused
+unless ``--overwrite``. With the demo models it also writes ``world.png``: generated scenes
+beside rendered ones, each with its segmentation. Compiled programs are kept in
+``--xla_cache`` (``~/.cache/gdjax/xla``), so a rerun starts sooner.
 """
 
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import (
-    compile_cache,  # noqa: E402
-    demo,  # noqa: E402
-    dissect,  # noqa: E402
-)
+from examples import cli  # noqa: E402
+from gdjax import compile_cache, demo, dissect  # noqa: E402
+from gdjax.dissect.settings import Settings  # noqa: E402
 from gdjax.world import quality  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")
+flags.DEFINE_string("generator", "demo", "'demo', 'random:R' or a gdjax generator directory")
 flags.DEFINE_string("segmenter", "demo", "'demo' or a gdjax segmenter checkpoint directory")
 flags.DEFINE_list("layers", ["layer4"], "generator layers to dissect")
 flags.DEFINE_integer("samples", 1000, "latents dissected (and, for iqr, threshold latents)")
@@ -35,28 +34,28 @@ flags.DEFINE_integer("train_seed", 2, "latent seed of the IQR threshold set (ref
 flags.DEFINE_string("threshold", "iqr", "'iqr' or a top fraction such as 0.01 (PNAS)")
 flags.DEFINE_enum("iou", "category", ["category", "all"], "IoU denominators (reference/PNAS)")
 flags.DEFINE_integer("downsample", 2, "segmentation at image size / downsample")
-flags.DEFINE_integer("batch_size", 32, "images per step (a multiple of 8 x devices)")
+flags.DEFINE_integer("batch_size", 32, "images per network step")
+flags.DEFINE_integer("strips", 5, "top images shown per unit in the report")
 flags.DEFINE_bool("label0_quirk", False, "let label 0 compete for a unit's label (reference)")
 flags.DEFINE_bool("ties_quirk", False, "argmax ties go to the last index (reference)")
-flags.DEFINE_string("outdir", "out/dissect", "output directory")
+flags.DEFINE_string("outdir", cli.DISSECT_DIR, "output directory")
+flags.DEFINE_bool("overwrite", False, "replace a run with other settings in --outdir")
 flags.DEFINE_string("xla_cache", compile_cache.DEFAULT,
                     "keep compiled programs here so reruns skip compiling ('' = off)")  # fmt: skip
 
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
-    compile_cache.enable(FLAGS.xla_cache)
-    gen, seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
-    threshold = FLAGS.threshold if FLAGS.threshold == "iqr" else float(FLAGS.threshold)
-    record = dissect.dissect(
-        FLAGS.outdir, gen, seg, FLAGS.layers, samples=FLAGS.samples, seed=FLAGS.seed,
-        train_seed=FLAGS.train_seed, threshold=threshold, iou_mode=FLAGS.iou,
-        downsample=FLAGS.downsample, batch_size=FLAGS.batch_size,
+    settings = Settings(
+        layers=tuple(FLAGS.layers), samples=FLAGS.samples, seed=FLAGS.seed,
+        train_seed=FLAGS.train_seed, threshold=FLAGS.threshold, iou=FLAGS.iou,
+        downsample=FLAGS.downsample, batch_size=FLAGS.batch_size, strips=FLAGS.strips,
         label0_quirk=FLAGS.label0_quirk, ties_quirk=FLAGS.ties_quirk,
-        netname=FLAGS.generator,
-        settings_extra={"generator": FLAGS.generator, "segmenter": FLAGS.segmenter},
+        netname=FLAGS.generator, generator=FLAGS.generator, segmenter=FLAGS.segmenter,
     )  # fmt: skip
+    gen, seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
+    compile_cache.enable(FLAGS.xla_cache)
+    record = dissect.dissect(FLAGS.outdir, gen, seg, settings, overwrite=FLAGS.overwrite)
     for layer in record["layers"]:
         concepts = ", ".join(f"{x['label']} {len(x['units'])}" for x in layer["labels"])
         print(f"{layer['layer']}: {layer['interpretable']}/{len(layer['units'])} units "
@@ -68,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

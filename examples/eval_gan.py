@@ -1,7 +1,7 @@
 """Measure how well a generator draws the demo world (issue-4 quality bars).
 
     python examples/eval_gan.py                          # the shipped demo GAN, 1000 samples
-    python examples/eval_gan.py --generator runs/gen --n 2000
+    python examples/eval_gan.py --generator out/train_gan/export --n 2000
 
 Per class: pixel frequency of generated vs rendered scenes (read by the demo segmenter) and the
 share of generated images containing it; then the Fréchet distance on the segmenter's pooled
@@ -14,27 +14,24 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import (
-    demo,  # noqa: E402
-    proggan,  # noqa: E402
-    scenes,  # noqa: E402
-)
+from examples import cli  # noqa: E402
+from gdjax import demo, proggan, scenes  # noqa: E402
 from gdjax.world import quality  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("generator", "demo", "'demo' or a gdjax proggan checkpoint directory")
+flags.DEFINE_string("generator", "demo", "'demo' or a gdjax generator checkpoint directory")
 flags.DEFINE_integer("n", 1000, "images per set")
 flags.DEFINE_integer("seed", 1, "latent seed of the generated set")
-flags.DEFINE_string("out", "out/gan_quality.json", "where to write the measurements")
+flags.DEFINE_string("out", os.path.join(cli.OUT, "gan_quality.json"), "where to write the numbers")
 
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
+    cli.positive(n=FLAGS.n)
     (module, params), seg = demo.load_models(FLAGS.generator, "demo")
     z = proggan.sample_z(FLAGS.n, FLAGS.seed, module.sizes[0])
     gen = lambda s, k: np.asarray(module.apply({"params": params}, z[s : s + k])[0])  # noqa: E731
@@ -58,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

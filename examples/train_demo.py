@@ -1,10 +1,10 @@
 """Train the built-in demo world's models: the demo GAN and the demo segmenter.
 
-    python examples/train_demo.py --what=generator --outdir runs/demo_gan --images 400000
+    python examples/train_demo.py --what=generator --outdir out/train_gan --images 400000
     python examples/train_demo.py --what=generator --export gdjax/world/assets/demo/generator
     python examples/train_demo.py --what=segmenter --export gdjax/world/assets/demo/segmenter
 
-Resumes from the latest checkpoint in --outdir (default runs/demo_gan or runs/demo_segmenter);
+Resumes from the latest checkpoint in --outdir (default out/train_gan or out/train_segmenter);
 Ctrl-C saves one. --export writes the EMA generator (or the segmenter) of the latest checkpoint
 as a gdjax checkpoint (no training if --images / --steps is already reached).
 """
@@ -12,23 +12,18 @@ as a gdjax checkpoint (no training if --images / --steps is already reached).
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gdjax import (
-    proggan,  # noqa: E402
-    scenes,  # noqa: E402
-)
+from examples import cli  # noqa: E402
+from gdjax import proggan, scenes  # noqa: E402
 from gdjax import segmenter as seglib  # noqa: E402
-from gdjax.world import (
-    train_gan,  # noqa: E402
-    train_segmenter,  # noqa: E402
-)
+from gdjax.world import train_gan, train_segmenter  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("what", "generator", ["generator", "segmenter"], "which demo model to train")
-flags.DEFINE_string("outdir", None, "run directory (default runs/demo_gan, runs/demo_segmenter)")
+flags.DEFINE_string("outdir", None, "run directory (default out/train_gan, out/train_segmenter)")
 flags.DEFINE_integer("images", 400_000, "train until this many real images have been seen")
 flags.DEFINE_integer("seed", 0, "initialization and latent seed")
 flags.DEFINE_integer("data_seed", 1000, "generator: seed of the rendered scenes stream")
@@ -39,7 +34,7 @@ flags.DEFINE_string("export", None, "write the EMA generator (or the segmenter) 
 
 
 def segmenter():
-    outdir = FLAGS.outdir or "runs/demo_segmenter"
+    outdir = FLAGS.outdir or "out/train_segmenter"
     cfg = train_segmenter.Config(steps=FLAGS.steps, batch_size=FLAGS.batch_size)
     seg, info = train_segmenter.train(
         outdir, cfg=cfg, seed=FLAGS.seed, checkpoint_every=FLAGS.checkpoint_every
@@ -54,10 +49,11 @@ def segmenter():
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    cli.positive(images=FLAGS.images, batch_size=FLAGS.batch_size, steps=FLAGS.steps,
+                 checkpoint_every=FLAGS.checkpoint_every)  # fmt: skip
     if FLAGS.what == "segmenter":
         return segmenter()
-    FLAGS.outdir = FLAGS.outdir or "runs/demo_gan"
+    FLAGS.outdir = FLAGS.outdir or "out/train_gan"
     cfg = train_gan.Config(batch_size=FLAGS.batch_size)
 
     def data(start, n):
@@ -76,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)
