@@ -1,6 +1,8 @@
 """Converter equivalence: PyTorch reference -> .pth -> CLI -> gdjax.proggan.load, every layer."""
 
 import os
+import pickle
+import re
 
 import numpy as np
 import pytest
@@ -67,7 +69,8 @@ def test_old_naming_and_wrapped_dicts_convert_identically(tmp_path):
     }
     loaded = {}
     for name, sd in variants.items():
-        torch.save(sd, tmp_path / f"{name}.pth")
+        # The old ones also in the pre-1.6 (non-zip) file format.
+        torch.save(sd, tmp_path / f"{name}.pth", _use_new_zipfile_serialization="old" not in name)
         convert.convert(str(tmp_path / f"{name}.pth"), str(tmp_path / name))
         loaded[name] = proggan.load(str(tmp_path / name))[1]
     flat = {k: proggan.checkpoint.flatten(v) for k, v in loaded.items()}
@@ -96,34 +99,223 @@ def test_edit_alpha1_v0_equals_zeroing_channels_in_reference(tmp_path):
     np.testing.assert_allclose(got, x.permute(0, 2, 3, 1).numpy(), atol=1e-4, rtol=1e-4)
 
 
-def test_bad_files_fail_with_every_problem_listed(tmp_path, capsys):
-    net = reference(SMALL)
-    sd = net.state_dict()
-    # Mismatched: one key missing, one extra, one misshaped -> one error naming all three.
-    bad = dict(sd)
-    del bad["layer3.wscale.b"]
-    bad["layer9.extra"] = torch.zeros(3)
-    bad["layer2.conv.weight"] = torch.zeros(32, 32, 1, 1)
-    torch.save(bad, tmp_path / "bad.pth")
-    with pytest.raises(ParamMismatchError) as err:
-        convert.convert(str(tmp_path / "bad.pth"), str(tmp_path / "bad"))
-    msg = str(err.value)
-    assert "missing: layer3.wscale.b" in msg
-    assert "unexpected: layer9.extra" in msg
-    assert "misshaped: layer2/conv/kernel has shape (1, 1, 32, 32), expected (3, 3, 32, 32)" in msg
-    assert not os.path.exists(tmp_path / "bad")  # never a partial result
-    # The CLI turns it into an error message and a non-zero exit, no traceback.
-    assert convert.main(["--src", str(tmp_path / "bad.pth"), "--dst", str(tmp_path / "b")]) == 1
-    assert "3 problem(s)" in capsys.readouterr().err
-    # Truncated and corrupt files.
-    torch.save(sd, tmp_path / "good.pth")
-    data = (tmp_path / "good.pth").read_bytes()
-    (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])
-    (tmp_path / "junk.pth").write_bytes(b"this is not a checkpoint")
-    for name in ["trunc.pth", "junk.pth", "missing.pth"]:
-        with pytest.raises(ConversionError, match=name):
-            convert.convert(str(tmp_path / name), str(tmp_path / "x"))
-    # Not a generator at all.
+def _damaged(sd, drop=(), add=None):
+    sd = {k: v for k, v in sd.items() if not k.startswith(tuple(drop))}
+    return {**sd, **(add or {})}
+
+
+def _err_lines(capsys):
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return captured.err.splitlines()
+
+
+# Each case: (damage, the problem lines the user sees). SMALL = [16, 32, 16, 8]: layer1..6,
+# output_16x16. Before the vote, deleting layer5 or widening one conv changed the inferred
+# sizes and gave a misleading list (unexpected layer6.*, output_16x16.*; missing output_8x8.*).
+DAMAGE = {
+    "missing_block": (
+        dict(drop=["layer5."]),
+        [
+            "missing: layer5.conv.weight (expected shape (8, 16, 3, 3))",
+            "missing: layer5.wscale.b (expected shape (8,))",
+        ],
+    ),
+    "missing_first_block": (  # z shows nowhere else: guessed as depth@4x4, as the original's
+        dict(drop=["layer1."]),
+        [
+            "missing: layer1.conv.weight (expected shape (32, 32, 4, 4))",
+            "missing: layer1.wscale.b (expected shape (32,))",
+        ],
+    ),
+    "missing_output_block": (
+        dict(drop=["output_16x16."]),
+        [
+            "missing: output_16x16.conv.weight (expected shape (3, 8, 1, 1))",
+            "missing: output_16x16.wscale.b (expected shape (3,))",
+        ],
+    ),
+    "misshaped_conv": (
+        dict(add={"layer3.conv.weight": torch.zeros(17, 32, 3, 3)}),
+        ["misshaped: layer3.conv.weight has shape (17, 32, 3, 3), expected (16, 32, 3, 3)"],
+    ),
+    "wrong_rank": (
+        dict(add={"layer4.conv.weight": torch.zeros(16, 16)}),
+        ["misshaped: layer4.conv.weight has shape (16, 16), expected (16, 16, 3, 3)"],
+    ),
+    "extra_keys": (
+        dict(add={"layer7.conv.weight": torch.zeros(8, 8, 3, 3), "ema.decay": torch.zeros(())}),
+        [
+            "unexpected: layer7.conv.weight (shape (8, 8, 3, 3))",
+            "unexpected: ema.decay (shape ())",
+        ],
+    ),
+    "all_at_once": (
+        dict(
+            drop=["layer3.wscale.b", "layer5."],
+            add={"layer9.extra": torch.zeros(3), "layer2.conv.weight": torch.zeros(32, 32, 1, 1)},
+        ),
+        [
+            "misshaped: layer2.conv.weight has shape (32, 32, 1, 1), expected (32, 32, 3, 3)",
+            "missing: layer3.wscale.b (expected shape (16,))",
+            "missing: layer5.conv.weight (expected shape (8, 16, 3, 3))",
+            "missing: layer5.wscale.b (expected shape (8,))",
+            "unexpected: layer9.extra (shape (3,))",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damaged_state_dict_gives_one_error_listing_every_problem(tmp_path, capsys, case):
+    damage, problems = DAMAGE[case]
+    src, dst = str(tmp_path / "bad.pth"), str(tmp_path / "out")
+    torch.save(_damaged(reference(SMALL).state_dict(), **damage), src)
+    with pytest.raises(ParamMismatchError) as err:  # the library: one error, every problem
+        convert.convert(src, dst)
+    assert isinstance(err.value, ConversionError) and err.value.problems == problems
+    n, sizes = len(problems), [32, *SMALL[1:]] if case == "missing_first_block" else SMALL
+    assert convert.main(["--src", src, "--dst", dst]) == 2
+    assert _err_lines(capsys) == [f"  {p}" for p in problems] + [
+        f"error: {src} (Progressive GAN, sizes {sizes}): {n} problem{'s' * (n > 1)} (listed above)"
+    ]
+    assert not os.path.exists(dst) and os.listdir(tmp_path) == ["bad.pth"]  # nothing written
+
+
+def test_old_naming_is_reported_in_old_names(tmp_path, capsys):
+    sd = reference(SMALL).old_state_dict()
+    sd = _damaged(sd, drop=["features.4."], add={"output.conv.weight": torch.zeros(3, 9, 1, 1)})
+    torch.save(sd, tmp_path / "old.pth")
+    src = str(tmp_path / "old.pth")
+    assert convert.main(["--src", src, "--dst", str(tmp_path / "out")]) == 2
+    assert _err_lines(capsys) == [
+        "  missing: features.4.conv.weight (expected shape (8, 16, 3, 3))",
+        "  missing: features.4.wscale.b (expected shape (8,))",
+        "  misshaped: output.conv.weight has shape (3, 9, 1, 1), expected (3, 8, 1, 1)",
+        f"error: {src} (Progressive GAN, sizes [16, 32, 16, 8]): 3 problems (listed above)",
+    ]
+
+
+def _write_not_checkpoints(d):
+    """Files that are not PyTorch checkpoints -> the reason each error line gives."""
+    torch.save(reference(SMALL).state_dict(), d / "good.pth")
+    data = (d / "good.pth").read_bytes()
+    (d / "trunc.pth").write_bytes(data[: len(data) // 2])
+    torch.save(
+        reference(SMALL).state_dict(), d / "legacy.pth", _use_new_zipfile_serialization=False
+    )
+    (d / "legacy_trunc.pth").write_bytes((d / "legacy.pth").read_bytes()[:300])
+    (d / "empty.pth").write_bytes(b"")
+    (d / "text.pth").write_text("this is not a checkpoint\n")
+    torch.save([torch.zeros(2)], d / "list.pth")
+    (d / "list.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    torch.save(torch.nn.Linear(2, 2), d / "module.pth")
+    torch.save({"epoch": 3}, d / "no_tensors.pth")
+    (d / "adir").mkdir()
+    return {
+        "trunc.pth": "not a PyTorch checkpoint (a truncated or corrupt zip archive)",
+        "legacy_trunc.pth": "not a PyTorch checkpoint "
+        "(a truncated, corrupt or unsupported legacy torch.save file)",
+        "empty.pth": "not a PyTorch checkpoint (an empty file)",
+        "text.pth": "not a PyTorch checkpoint (a text file beginning 'this is not a checkpoint')",
+        "list.pth": "not a PyTorch checkpoint (it holds a list, not a state dict)",
+        "list.pkl": "not a PyTorch checkpoint (a Python pickle not written by torch.save)",
+        "module.pth": "not a plain state dict (it pickles torch.nn.modules.linear.Linear, which "
+        "is never unpickled here; save model.state_dict() instead)",
+        "no_tensors.pth": "not a PyTorch checkpoint (a dict without tensors: ['epoch'])",
+        "adir": "not a PyTorch checkpoint (a directory)",
+        "missing.pth": "no such file",
+    }
+
+
+def test_not_a_checkpoint_is_one_plain_line(tmp_path, capsys):
+    for name, why in _write_not_checkpoints(tmp_path).items():
+        src = str(tmp_path / name)
+        with pytest.raises(ConversionError, match=re.escape(f"{src}: {why}")):
+            convert.convert(src, str(tmp_path / "out"))
+        assert convert.main(["--src", src, "--dst", str(tmp_path / "out")]) == 2, name
+        assert _err_lines(capsys) == [f"error: {src}: {why}"]
+    # A state dict of something else.
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
-    with pytest.raises(ConversionError, match="not a Progressive GAN state dict"):
-        convert.convert(str(tmp_path / "other.pth"), str(tmp_path / "x"))
+    src = str(tmp_path / "other.pth")
+    assert convert.main(["--src", src, "--dst", str(tmp_path / "out")]) == 2
+    assert _err_lines(capsys) == [
+        f"error: {src}: not a Progressive GAN state dict (no layer{{i}}.*, features.{{i}}.* or "
+        "output_RxR.* tensors; first keys: ['fc.weight'])"
+    ]
+    assert not os.path.exists(tmp_path / "out")
+
+
+def _snapshot(d):
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_existing_dst_is_refused_before_reading_anything(tmp_path, capsys):
+    dst = tmp_path / "models" / "church"
+    dst.mkdir(parents=True)
+    (dst / "notes.txt").write_text("mine")
+    before = _snapshot(tmp_path)
+    # The source does not even exist: the refusal comes first, so nothing was read.
+    argv = ["--src", str(tmp_path / "missing.pth"), "--dst", str(dst)]
+    assert convert.main(argv) == 2
+    assert _err_lines(capsys) == [f"error: {dst} exists; pass --overwrite to replace it"]
+    assert _snapshot(tmp_path) == before
+    # --overwrite never replaces something that is not a gdjax model directory.
+    torch.save(reference(SMALL).state_dict(), tmp_path / "g.pth")
+    before = _snapshot(tmp_path)
+    refusals = {
+        dst: f"{dst} is not a gdjax model directory (no config.json)",
+        tmp_path / "g.pth": f"{tmp_path / 'g.pth'} exists and is not a directory",
+    }
+    for target, why in refusals.items():
+        argv = ["--src", str(tmp_path / "g.pth"), "--dst", str(target), "--overwrite"]
+        assert convert.main(argv) == 2
+        assert _err_lines(capsys) == [f"error: {why}; not replacing it"]
+    assert _snapshot(tmp_path) == before
+
+
+def test_overwrite_replaces_only_after_a_successful_conversion(tmp_path, capsys, monkeypatch):
+    dst = str(tmp_path / "church")
+    for seed in (0, 1):
+        torch.save(reference(SMALL, seed=seed).state_dict(), tmp_path / f"g{seed}.pth")
+    torch.save(_damaged(reference(SMALL).state_dict(), drop=["layer5."]), tmp_path / "bad.pth")
+    assert convert.main(["--src", str(tmp_path / "g0.pth"), "--dst", dst]) == 0
+    capsys.readouterr()
+    old = _snapshot(tmp_path / "church")
+    # A failing conversion, and a failing write, leave the old directory as it was.
+    assert convert.main(["--src", str(tmp_path / "bad.pth"), "--dst", dst, "--overwrite"]) == 2
+    assert _err_lines(capsys)[-1].startswith(f"error: {tmp_path / 'bad.pth'} (Progressive GAN")
+
+    def full_disk(directory, *args, **kwargs):
+        os.makedirs(os.path.join(directory, "params"))
+        raise OSError(28, "No space left on device", directory)
+
+    with monkeypatch.context() as m:
+        m.setattr(convert.proggan, "save", full_disk)
+        argv = ["--src", str(tmp_path / "g1.pth"), "--dst", dst, "--overwrite"]
+        assert convert.main(argv) == 1
+    (line,) = _err_lines(capsys)
+    assert re.fullmatch(
+        rf"error: {re.escape(str(tmp_path))}/\.church\.\w+\.tmp: No space left on device",
+        line,
+    ), line
+    assert _snapshot(tmp_path / "church") == old
+    # A successful one replaces it, with no temporary directory left beside it.
+    assert convert.main(["--src", str(tmp_path / "g1.pth"), "--dst", dst, "--overwrite"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {dst} (sizes [16, 32, 16, 8]")
+    config = proggan.checkpoint.read_config(dst, "proggan")
+    assert config["source"] == "g1.pth" and config["source_sha256"] == convert.sha256(
+        str(tmp_path / "g1.pth")
+    )
+    np.testing.assert_array_equal(
+        proggan.load(dst)[1]["layer1"]["wscale"]["b"],
+        reference(SMALL, seed=1).layer1.wscale.b.detach().numpy(),
+    )
+    assert sorted(os.listdir(tmp_path)) == ["bad.pth", "church", "g0.pth", "g1.pth"]
+
+
+def test_usage_errors_end_in_one_error_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        convert.main(["--src", "g.pth"])
+    assert e.value.code == 2
+    assert _err_lines(capsys)[-1] == "error: the following arguments are required: --dst"
