@@ -52,6 +52,7 @@ def orders_from_flags(module, params) -> dict:
         num_units = ablate.num_units(module, params, FLAGS.layer)
         return {"units": (cli.units(FLAGS.units, num_units), None)}
     rec = report.read(FLAGS.dissect)
+    report.layer(rec, FLAGS.layer, FLAGS.dissect)
     iou = report.ranking(rec, FLAGS.layer, f"{FLAGS.classname}-iou")
     orders = {}
     for rank in FLAGS.rank:

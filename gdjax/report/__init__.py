@@ -6,6 +6,7 @@ grids, the label palette)."""
 from gdjax.report.record import (
     add_ranking,
     eligible,
+    layer,
     layer_record,
     ranking,
     read,
@@ -19,6 +20,7 @@ from gdjax.report.write import write_report
 __all__ = [
     "add_ranking",
     "eligible",
+    "layer",
     "layer_record",
     "ranking",
     "read",
