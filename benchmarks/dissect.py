@@ -5,7 +5,7 @@
 
 Times, in one process: (a) the bare generator + segmenter passes over the dissection's latent
 sets (seed 1 and, for IQR, seed 2), jitted and compiled beforehand, in the same batches (the
-last one padded, as the dissection's cache pads it); (b) a complete ``gdjax.dissect.dissect``
+last one padded, as the dissection's cache pads it); (b) a complete :func:`gdjax.dissect.dissect`
 into a fresh directory (its own compilations, the cache, every statistics pass, strips and the
 report). Prints both and the ratio b / a (target <= 1.25); and, since (b) pays the networks'
 compilation that (a) leaves out, also b / (a + that compilation time).
@@ -22,6 +22,7 @@ import numpy as np
 from gdjax import compile_cache, dissect, proggan
 from gdjax import segmenter as seglib
 from gdjax.dissect import cache
+from gdjax.dissect.settings import Settings
 from gdjax.world import train_segmenter
 
 
@@ -88,8 +89,9 @@ def main(argv=None):
             jax.clear_caches()
         with tempfile.TemporaryDirectory() as outdir:
             t = time.perf_counter()
-            dissect.dissect(outdir, gen, seg, layers, samples=a.samples, batch_size=a.batch_size,
-                            micro=a.micro)  # fmt: skip
+            settings = Settings(layers=tuple(layers), samples=a.samples,
+                                batch_size=a.batch_size, micro=a.micro)  # fmt: skip
+            dissect.dissect(outdir, gen, seg, settings)
             times.append(time.perf_counter() - t)
     print(f"backend {jax.default_backend()} x{len(jax.local_devices())}; {what}; "
           f"layers {layers}; {a.samples} samples x 2 latent sets")  # fmt: skip

@@ -12,7 +12,11 @@ from gdjax import segmenter as S
 from gdjax.models.labels import Vocab, connected_components, label_maps, quad_channels
 from gdjax.models.resample import adaptive_avg_matrix, bilinear_matrix, prroi_matrix, resample
 
-UPP_CSV = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "upp_labels")
+# The Broden+ label tables of the upp segmenter (CSAILVision/unifiedparsing,
+# meta_file/joint_dataset/*.csv, MIT license): not shipped; see README, "Development".
+UPP_CSV = os.environ.get("GDJAX_UPP_LABELS") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "reference", "upp_labels"
+)
 
 
 def _bilinear_zero_outside(x, y, xx):
@@ -94,7 +98,7 @@ def test_label_numbering_hand_example():
 
 def test_upp_vocabulary_has_1729_labels():
     if not os.path.isdir(UPP_CSV):
-        pytest.skip("Broden+ label tables not available")
+        pytest.skip(f"upp label tables not found at {UPP_CSV} (set GDJAX_UPP_LABELS)")
     from gdjax.models.labels import upp_vocab_from_tables
 
     read = lambda f: [r for r in csv.DictReader(open(os.path.join(UPP_CSV, f)))]  # noqa: E731

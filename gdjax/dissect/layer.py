@@ -48,9 +48,12 @@ def levels(
     batch_size = passes.even_batch(c.size, batch_size)
 
     def levels_at(qs, name):
-        def batches():
+        radix = iter(range(1, len(quantiles.DEFAULT_BITS) + 1))
+
+        def batches():  # one pass per radix digit
+            desc = f"{name} (pass {next(radix)}/{len(quantiles.DEFAULT_BITS)})"
             arrays = {"a": c.acts[layer]}
-            return (b["a"] for _, b in passes.batches(arrays, batch_size, name, ready=ready))
+            return (b["a"] for _, b in passes.batches(arrays, batch_size, desc, ready=ready))
 
         return quantiles.exact_quantiles(batches, qs, transform=up)
 
