@@ -35,6 +35,7 @@ def run_worker(directory, devices):
     return cache.open_cache(str(directory), ["layer2", "layer4"])
 
 
+@pytest.mark.slow
 def test_one_and_four_devices_give_identical_bytes(tmp_path):
     one, four = run_worker(tmp_path / "one", 1), run_worker(tmp_path / "four", 4)
     assert one.size == 40 and one.acts["layer4"].shape == (40, 8, 8, 16)

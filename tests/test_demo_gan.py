@@ -46,6 +46,7 @@ MIN_PRESENCE = 0.60
 MAX_FD_RATIO = 2.5
 
 
+@pytest.mark.slow
 def test_class_frequencies_within_20_percent(report):
     rendered = np.array(report["frequency_rendered"])
     rel = np.array(report["relative_error"])
@@ -59,6 +60,7 @@ def test_class_frequencies_within_20_percent(report):
     assert not bad, f"classes off by more than {MAX_RELATIVE_ERROR:.0%}: {bad}"
 
 
+@pytest.mark.slow
 def test_every_class_in_at_least_60_percent_of_images(report):
     presence = np.array(report["presence_generated"])[1:]
     assert presence.min() >= MIN_PRESENCE, dict(
@@ -66,6 +68,7 @@ def test_every_class_in_at_least_60_percent_of_images(report):
     )
 
 
+@pytest.mark.slow
 def test_frechet_distance_within_2_5x_of_the_rendered_floor(report):
     assert report["fd_floor"] > 0
     assert report["fd"] <= MAX_FD_RATIO * report["fd_floor"], (report["fd"], report["fd_floor"])

@@ -71,6 +71,7 @@ def _tiny():
 TINY_CFG = train_segmenter.Config(steps=12, batch_size=4, lr=1e-2, warmup=1)
 
 
+@pytest.mark.slow
 def test_step_learns_and_compiles_once():
     config = _tiny()
     seg = jax.eval_shape(lambda: seglib.from_config(config))  # module and prep
@@ -92,6 +93,7 @@ def test_step_learns_and_compiles_once():
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses  # measured: 0.72
 
 
+@pytest.mark.slow
 def test_training_resumes_to_the_same_weights(tmp_path):
     config, cfg = _tiny(), TINY_CFG
     quiet = dict(log=lambda _: None, checkpoint_every=2)

@@ -25,6 +25,7 @@ def test_discriminator_shapes_and_param_names():
     assert logits.shape == (4,)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     quiet = lambda s: None  # noqa: E731
     full = train_gan.train(

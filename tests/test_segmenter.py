@@ -191,6 +191,7 @@ def test_segment_shapes_compile_once_and_roundtrip(tiny, tmp_path):
     assert back.labels == tiny.labels
 
 
+@pytest.mark.slow
 def test_class_score_values_and_gradients(tiny):
     x = _images()
     p = S.probabilities(tiny, x)

@@ -98,6 +98,7 @@ def _compare(ref, ref_out, acts, got_out):
         print(f"  {k:18s} {d:.2e}")
 
 
+@pytest.mark.slow
 def test_upp_full_size_matches_torch(tmp_path):
     torch.manual_seed(0)
     enc = T.ResNet()

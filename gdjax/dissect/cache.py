@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from gdjax import progress
 
 PROGRESS = "progress.json"
+_compiled: set = set()  # (program, step) pairs compiled in this process
 
 
 class Cache(NamedTuple):
@@ -194,9 +195,10 @@ def _collect(directory, z, fn, batch_size, micro, devices, desc, watch, check) -
     all_maps = [*maps.values(), labels] + ([] if images is None else [images])
     watch._publish(result, done)
     starts = range(done, n, step)
-    if starts:
+    if starts and (run, step) not in _compiled:  # compiled apart, so the bar's rate is true
         with progress.status(f"{desc}: compiling"):
             run.lower(jax.ShapeDtypeStruct((step, z.shape[1]), jnp.float32)).compile()
+        _compiled.add((run, step))
     for start in progress.bar(starts, desc, total=len(starts)):
         if check is not None:
             check()
