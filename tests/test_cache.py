@@ -61,13 +61,19 @@ class _Recorder(cache.Watch):
         super()._publish(c, done)
 
 
-def test_resume_recomputes_only_unfinished_batches(tmp_path):
+def _layer4_model():
+    """A small generator and ``fn`` mapping latents to its layer4 and a one-channel label."""
     module, params = proggan.init(SIZES, seed=2)
 
     def fn(z):
         images, acts = module.apply({"params": params}, z, capture=("layer4",))
         return acts, (images[..., :1] > 0).astype(jnp.int16)
 
+    return module, params, fn
+
+
+def test_resume_recomputes_only_unfinished_batches(tmp_path):
+    _, _, fn = _layer4_model()
     z = proggan.sample_z(24, 3, 16)
     full = cache.collect(str(tmp_path / "a"), z, fn, batch_size=8, micro=8)
     cache.collect(str(tmp_path / "b"), z, fn, batch_size=8, micro=8)
@@ -90,12 +96,7 @@ def test_resume_recomputes_only_unfinished_batches(tmp_path):
 
 
 def test_any_batch_size_and_fewer_samples_than_a_batch(tmp_path):
-    module, params = proggan.init(SIZES, seed=2)
-
-    def fn(z):
-        images, acts = module.apply({"params": params}, z, capture=("layer4",))
-        return acts, (images[..., :1] > 0).astype(jnp.int16)
-
+    module, params, fn = _layer4_model()
     z = proggan.sample_z(5, 3, 16)
     want = module.apply({"params": params}, z, capture=("layer4",))[1]["layer4"]
     assert cache.step_size(3, micro=4, devices=[None]) == 4
