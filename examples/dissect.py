@@ -3,6 +3,7 @@
     python examples/dissect.py                      # the built-in demo GAN's layer4
     python examples/dissect.py --generator models/church --segmenter models/upp \
         --layers layer4,layer7 --samples 1000 --outdir out/church
+    python examples/dissect.py --preset pnas --outdir out/dissect-pnas  # as the successor
 
 Writes ``--outdir`` (``out/dissect``): ``report.html`` (open it in a browser), ``dissect.json``,
 per-layer ``stats.npz``, image strips and bar charts. A rerun with the same flags resumes an
@@ -21,7 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from examples import cli  # noqa: E402
 from gdjax import compile_cache, demo, dissect  # noqa: E402
-from gdjax.dissect.settings import Settings  # noqa: E402
+from gdjax.dissect.settings import PRESET, PRESETS, Settings  # noqa: E402
+from gdjax.errors import InputError  # noqa: E402
 from gdjax.world import quality  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -31,9 +33,17 @@ flags.DEFINE_list("layers", ["layer4"], "generator layers to dissect")
 flags.DEFINE_integer("samples", 1000, "latents dissected (and, for iqr, threshold latents)")
 flags.DEFINE_integer("seed", 1, "latent seed of the dissected set (the reference's: 1)")
 flags.DEFINE_integer("train_seed", 2, "latent seed of the IQR threshold set (reference: 2)")
-flags.DEFINE_string("threshold", "iqr", "'iqr' or a top fraction such as 0.01 (PNAS)")
-flags.DEFINE_enum("iou", "category", ["category", "all"], "IoU denominators (reference/PNAS)")
-flags.DEFINE_integer("downsample", 2, "segmentation at image size / downsample")
+flags.DEFINE_enum("preset", "gandissect", list(PRESETS),
+                  "what the original computes: gandissect (ICLR) or pnas (its successor); "
+                  "the flags below left unset take the preset's values")  # fmt: skip
+flags.DEFINE_string("threshold", None, "'iqr' or a top fraction such as 0.01")
+flags.DEFINE_enum("quantile_of", None, ["raw", "upsampled"],
+                  "a fixed threshold's quantile over raw or upsampled activations")  # fmt: skip
+flags.DEFINE_enum("padding", None, ["edge", "zeros"], "upsampling at the border")
+flags.DEFINE_integer("downsample", None, "segmentation at image size / downsample")
+flags.DEFINE_enum("iou", None, ["category", "all"], "IoU denominators")
+flags.DEFINE_float("iou_threshold", None, "interpretable when the label's IoU is above")
+flags.DEFINE_string("iqr_threshold", None, "... and its IQR above ('none': no IQR condition)")
 flags.DEFINE_integer("batch_size", 32, "images per network step")
 flags.DEFINE_integer("strips", 5, "top images shown per unit in the report")
 flags.DEFINE_bool("label0_quirk", False, "let label 0 compete for a unit's label (reference)")
@@ -44,14 +54,26 @@ flags.DEFINE_string("xla_cache", compile_cache.DEFAULT,
                     "keep compiled programs here so reruns skip compiling ('' = off)")  # fmt: skip
 
 
+def _number_or_none(name: str, text: str):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--{name} must be a number or 'none', got {text!r}") from None
+
+
 def main(argv):
     del argv
+    chosen = {name: getattr(FLAGS, name) for name in PRESETS[FLAGS.preset]}
+    if chosen["iqr_threshold"] is not None:
+        chosen["iqr_threshold"] = _number_or_none("iqr_threshold", chosen["iqr_threshold"])
     settings = Settings(
-        layers=tuple(FLAGS.layers), samples=FLAGS.samples, seed=FLAGS.seed,
-        train_seed=FLAGS.train_seed, threshold=FLAGS.threshold, iou=FLAGS.iou,
-        downsample=FLAGS.downsample, batch_size=FLAGS.batch_size, strips=FLAGS.strips,
+        layers=tuple(FLAGS.layers), preset=FLAGS.preset, samples=FLAGS.samples, seed=FLAGS.seed,
+        train_seed=FLAGS.train_seed, batch_size=FLAGS.batch_size, strips=FLAGS.strips,
         label0_quirk=FLAGS.label0_quirk, ties_quirk=FLAGS.ties_quirk,
         netname=FLAGS.generator, generator=FLAGS.generator, segmenter=FLAGS.segmenter,
+        **{name: PRESET if value is None else value for name, value in chosen.items()},
     )  # fmt: skip
     gen, seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
     compile_cache.enable(FLAGS.xla_cache)

@@ -156,3 +156,38 @@ def iou_all(acts, seg, levels, num_labels):
         isect = on[mask].mean(axis=0) * gt
         iou[lab] = isect / (act + gt - isect)
     return iou
+
+
+def successor_upsample(x: np.ndarray, out: int) -> np.ndarray:
+    """The PNAS successor's upsampler of ``[h, w, C]`` to ``[out, out, C]``, pixel by pixel as
+    its source builds it (reference §12.3): per axis of input size ``d``, ``s = out / d``,
+    ``o = s / 2 - 1/2``, grid ``g(t) = (t - o) * 2 / (s * max(1, d - 1)) - 1``, read by
+    ``grid_sample(align_corners=True)`` at ``(g + 1) / 2 * (d - 1)`` with bilinear weights and
+    zeros outside the map."""
+    h, w, _ = x.shape
+
+    def coord(t, d):
+        s = out / d
+        g = (t - (s / 2 - 0.5)) * 2 / (s * max(1, d - 1)) - 1
+        return (g + 1) / 2 * (d - 1)
+
+    def tap(i, j):
+        inside = 0 <= i < h and 0 <= j < w
+        return x[i, j] if inside else np.zeros(x.shape[2])
+
+    res = np.zeros((out, out, x.shape[2]))
+    for a in range(out):
+        sy = coord(a, h)
+        y0 = int(np.floor(sy))
+        fy = sy - y0
+        for b in range(out):
+            sx = coord(b, w)
+            x0 = int(np.floor(sx))
+            fx = sx - x0
+            res[a, b] = (
+                (1 - fy) * (1 - fx) * tap(y0, x0)
+                + (1 - fy) * fx * tap(y0, x0 + 1)
+                + fy * (1 - fx) * tap(y0 + 1, x0)
+                + fy * fx * tap(y0 + 1, x0 + 1)
+            )
+    return res

@@ -95,8 +95,10 @@ def test_sequential_runs_every_job_on_the_calling_thread():
     assert made == {"train": BATCHES, "main": BATCHES} and seen == [("levels", BATCHES, True)]
 
 
-@pytest.mark.parametrize("threshold", ["iqr", 0.1])
-def test_programs_compiled_ahead_are_the_ones_the_passes_use(tmp_path, threshold):
+@pytest.mark.parametrize(
+    "preset,threshold", [("gandissect", "iqr"), ("gandissect", 0.1), ("pnas", 0.1)]
+)
+def test_programs_compiled_ahead_are_the_ones_the_passes_use(tmp_path, preset, threshold):
     n, batch = 48, 16
     _, labels = scenes.render(5, n, 32)
     labels = labels[..., None].astype(np.int16)
@@ -104,12 +106,12 @@ def test_programs_compiled_ahead_are_the_ones_the_passes_use(tmp_path, threshold
     c = cache.Cache({"x": acts}, labels)
     num_labels = len(scenes.LABELS)
     label_category = np.zeros(num_labels, np.int64)
-    settings = Settings(layers=("x",), threshold=threshold)
+    settings = Settings(layers=("x",), preset=preset, threshold=threshold)
     shapes = (
         {"x": jax.ShapeDtypeStruct((8, 8, 8, 6), np.float32)},
         jax.ShapeDtypeStruct((8, 32, 32, 1), np.int16),
     )
-    passes.compile_passes(shapes, ["x"], num_labels, 1, batch, settings.topk, settings.threshold)
+    passes.compile_passes(shapes, ["x"], num_labels, 1, batch, settings)
     compiles = []
 
     def listen(name, secs, **kwargs):

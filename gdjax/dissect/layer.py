@@ -44,10 +44,10 @@ def levels(
 ) -> Levels:
     """Each unit's level from cache ``c`` (the threshold set in IQR mode, else the main set).
     ``ready(stop)`` (optional) is called before every batch; it may raise to stop the passes."""
-    up = passes.upsampler(tuple(c.labels.shape[1:3]))
+    up = passes.upsampler(tuple(c.labels.shape[1:3]), settings.padding)
     batch_size = passes.even_batch(c.size, batch_size)
 
-    def levels_at(qs, name):
+    def levels_at(qs, name, transform=up):
         radix = iter(range(1, len(quantiles.DEFAULT_BITS) + 1))
 
         def batches():  # one pass per radix digit
@@ -55,18 +55,20 @@ def levels(
             arrays = {"a": c.acts[layer]}
             return (b["a"] for _, b in passes.batches(arrays, batch_size, desc, ready=ready))
 
-        return quantiles.exact_quantiles(batches, qs, transform=up)
+        return quantiles.exact_quantiles(batches, qs, transform=transform)
 
-    if not settings.iqr_mode:
+    if not settings.iqr_mode:  # the raw feature maps' quantile (gandissect) or the upsampled
         q = 1 - settings.threshold
-        return Levels(levels_at([q], f"{layer} quantile")[:, 0])
+        raw = settings.quantile_of == "raw"
+        name = f"{layer} quantile of {'raw' if raw else 'upsampled'} values"
+        return Levels(levels_at([q], name, None if raw else up)[:, 0])
     taus = scores.monotone_thresholds(
         levels_at(1 - scores.iqr_fractions(), f"{layer} threshold quantiles")
     )
     counts = passes.threshold_counts(
         c, layer, taus, label_category, num_categories,
         directory=os.path.join(workdir, "iqr_counts"), batch_size=batch_size,
-        every=checkpoint_seconds, ready=ready,
+        every=checkpoint_seconds, ready=ready, padding=settings.padding,
     )  # fmt: skip
     ties = settings.ties_quirk
     search = scores.iqr_search(counts, taus, label_category, ties_quirk=ties)
@@ -95,7 +97,7 @@ def result(
     state = passes.main_pass(
         main, layer, level, label_category, num_categories, settings.topk,
         directory=os.path.join(workdir, "iou_counts"), batch_size=batch_size,
-        every=checkpoint_seconds, ready=ready,
+        every=checkpoint_seconds, ready=ready, padding=settings.padding,
     )  # fmt: skip
     final, top = jax.device_get(state)  # indexing device arrays would compile small programs
     check_finite(layer, main.acts[layer])

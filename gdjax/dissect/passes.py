@@ -90,9 +90,11 @@ def counting_pass(directory, state, update, arrays, batch_size, desc, every, rea
 
 
 @functools.cache
-def upsampler(grid: tuple[int, int]):
-    """One function object per grid, so jitted passes of equal shapes hit one compilation."""
-    return functools.partial(upsample, size=grid)
+def upsampler(grid: tuple[int, int], padding: str = "edge"):
+    """Upsampling to ``grid`` (:func:`gdjax.models.resample.upsample` with ``padding``): one
+    function object per grid and padding, so jitted passes of equal shapes hit one
+    compilation."""
+    return functools.partial(upsample, size=grid, padding=padding)
 
 
 @functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
@@ -121,12 +123,12 @@ def main_update(state, start, acts, labels, levels, label_category, transform):
 
 def threshold_counts(
     c, layer: str, thresholds: np.ndarray, label_category: np.ndarray, num_categories: int, *,
-    directory: str, batch_size: int, every: float, ready=None,
+    directory: str, batch_size: int, every: float, ready=None, padding: str = "edge",
 ) -> counts.ThresholdCounts:  # fmt: skip
     """Counts of ``layer``'s upsampled activations over cache ``c`` against ``thresholds``
     (float32 ``[C, T]``), in one checkpointed pass (state in ``directory``); ``ready``: see
     :func:`batches`."""
-    up = upsampler(tuple(c.labels.shape[1:3]))
+    up = upsampler(tuple(c.labels.shape[1:3]), padding)
     t = jax.device_put(thresholds) if thresholds.shape[1] <= 4 else jax.tree.map(
         jax.device_put, counts.threshold_table(thresholds)
     )  # fmt: skip
@@ -142,6 +144,7 @@ def threshold_counts(
 def main_pass(
     c, layer: str, levels: np.ndarray, label_category: np.ndarray, num_categories: int,
     topk: int, *, directory: str, batch_size: int, every: float, ready=None,
+    padding: str = "edge",
 ) -> MainPass:  # fmt: skip
     """IoU counts at each unit's level (float32 ``[C]``) and the top-k images of ``layer`` over
     cache ``c``, in one checkpointed pass; ``ready``: see :func:`batches`."""
@@ -150,7 +153,7 @@ def main_pass(
         counts.counts_init(len(label_category), num_categories, num_units, 1),
         topk_init(topk, num_units),
     )
-    up = upsampler(tuple(c.labels.shape[1:3]))
+    up = upsampler(tuple(c.labels.shape[1:3]), padding)
     args = (jax.device_put(np.asarray(levels, np.float32)[:, None]),
             jax.device_put(np.asarray(label_category, np.int32)))  # fmt: skip
 
@@ -163,26 +166,29 @@ def main_pass(
     )  # fmt: skip
 
 
-def compile_passes(shapes, layers, num_labels, num_categories, batch_size, topk, threshold):
+def compile_passes(shapes, layers, num_labels, num_categories, batch_size, settings):
     """Compiles every statistics pass of ``layers`` ahead (e.g. on a thread while the networks
-    run), from :func:`.cache.output_shapes`: quantiles, IQR counts, top-k, IoU counts."""
+    run), from :func:`.cache.output_shapes`: quantiles, IQR counts, top-k, IoU counts, as
+    ``settings`` (:class:`.settings.Settings`) will run them."""
     acts_shapes, labels = shapes[0], shapes[1]
     labels = jax.ShapeDtypeStruct((batch_size, *labels.shape[1:]), labels.dtype)
-    up = upsampler(tuple(labels.shape[1:3]))
+    up = upsampler(tuple(labels.shape[1:3]), settings.padding)
     cats = jax.ShapeDtypeStruct((num_labels,), jnp.int32)
     for layer in layers:
         acts = jax.ShapeDtypeStruct((batch_size, *acts_shapes[layer].shape[1:]), jnp.float32)
         num_units = acts.shape[-1]
-        fractions = scores.iqr_fractions() if threshold == "iqr" else [threshold]
-        quantiles.compile_quantiles(acts, len(fractions), transform=up)
         init = functools.partial(counts.counts_init, num_labels, num_categories, num_units)
-        if threshold == "iqr":
-            num = len(fractions)
+        if settings.iqr_mode:
+            num = len(scores.iqr_fractions())
+            quantiles.compile_quantiles(acts, num, transform=up)
             t = counts.threshold_table_shape(num_units, num)
             state = jax.eval_shape(functools.partial(init, num))
             _count.lower(state, acts, labels, t, cats, transform=up).compile()
+        else:
+            raw = settings.quantile_of == "raw"
+            quantiles.compile_quantiles(acts, 1, transform=None if raw else up)
         state = jax.eval_shape(
-            lambda: MainPass(init(1), topk_init(topk, num_units))  # noqa: B023
+            lambda: MainPass(init(1), topk_init(settings.topk, num_units))  # noqa: B023
         )
         levels = jax.ShapeDtypeStruct((num_units, 1), jnp.float32)
         start = jax.ShapeDtypeStruct((), jnp.int32)

@@ -104,8 +104,9 @@ def dissect(
     def compile_all() -> None:
         if todo:
             with progress.status("compiling the statistics programs"):
-                passes.compile_passes(shapes, todo, len(labels), num_categories, stats_batch,
-                                      settings.topk, settings.threshold)  # fmt: skip
+                passes.compile_passes(
+                    shapes, todo, len(labels), num_categories, stats_batch, settings
+                )
 
     jobs = schedule.Jobs(settings.iqr_mode, compile_all, collect, levels, results)
     main = (schedule.overlapped if overlap else schedule.sequential)(jobs)
@@ -121,7 +122,7 @@ def dissect(
         ))  # fmt: skip
         strips.write_strips(
             outdir, name, result, main.images, main.acts[name], main.labels, colors,
-            settings.strips,
+            settings.strips, settings.padding,
         )  # fmt: skip
     rec = record.report_record(settings, layers, labels, colors)
     write.write_report(outdir, rec)

@@ -15,43 +15,71 @@ from typing import Any
 
 from gdjax.errors import InputError
 
-__all__ = ["Settings"]
+__all__ = ["PRESET", "PRESETS", "Settings"]
+
+
+PRESET = "preset"  # a field left to the preset
+
+# What each original computes (reference §3, §12); Settings fields left at PRESET take these.
+PRESETS: dict[str, dict[str, Any]] = {
+    "gandissect": dict(
+        threshold="iqr", quantile_of="raw", padding="edge", downsample=2, iou="category",
+        iou_threshold=0.05, iqr_threshold=0.01,
+    ),
+    "pnas": dict(
+        threshold=0.01, quantile_of="upsampled", padding="zeros", downsample=4, iou="all",
+        iou_threshold=0.04, iqr_threshold=None,
+    ),
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything that decides a dissection's results (defaults: the reference's).
+    """Everything that decides a dissection's results.
 
+    preset: ``'gandissect'`` (the ICLR original, the default) or ``'pnas'`` (its PNAS
+      successor): the values of the fields below that are left at ``PRESET`` (see
+      ``PRESETS``); a field given explicitly overrides the preset. The resolved values are
+      what is recorded.
     layers: generator layers to dissect (empty names, as from ``layer4,``, are dropped).
     samples: latents dissected, ``sample_z(samples, seed)``; in IQR mode as many latents of
       ``train_seed`` choose the thresholds.
     threshold: ``'iqr'`` (each unit's threshold maximises the information quality ratio with
       its best label, reference §3.4) or a top fraction ``q`` in (0, 1) (level = the unit's
-      ``1 - q`` quantile).
-    iou: IoU denominators, ``'category'`` (the reference, §3.5) or ``'all'`` (PNAS, §12.8).
-    downsample: the segmentation is made at image size / ``downsample``.
+      ``1 - q`` quantile; the unit's label is then its IoU argmax).
+    quantile_of: where a fixed threshold's quantile is taken: ``'raw'`` feature-map values at
+      the layer's own resolution (gandissect, §3.1) or the ``'upsampled'`` values (PNAS, §12.7).
+    padding: how activations are upsampled to the segmentation grid (half-pixel bilinear):
+      ``'edge'`` clamps at the border (gandissect, §3.3), ``'zeros'`` fades to 0 there (PNAS,
+      §12.3).
+    downsample: the segmentation (and the statistics) grid is image size / ``downsample``
+      (PNAS: 4, a 64x64 grid at 256 px).
+    iou: IoU denominators, ``'category'`` (gandissect, §3.5) or ``'all'`` pixels (PNAS, §12.8).
+    iou_threshold, iqr_threshold: a unit is interpretable when its label's IoU and IQR exceed
+      them (gandissect 0.05 and 0.01, §3.6; PNAS 0.04 and no IQR condition: ``None``, §12.9).
     batch_size: images per network step (any positive number; rounded up to a multiple of
       ``micro`` x devices, the last batch padded); micro: images per device program.
     topk: top images kept per unit; strips: images shown per unit in the report.
-    iou_threshold, iqr_threshold: a unit is interpretable when its label's IoU and IQR exceed
-      them (reference §3.6).
     label0_quirk, ties_quirk: reproduce two quirks of the reference (§0.4, §9b.19).
     netname, generator, segmenter: what was dissected (names or paths, for the record).
     """
 
     layers: tuple[str, ...] = ("layer4",)
+    preset: str = "gandissect"
     samples: int = 1000
     seed: int = 1
     train_seed: int = 2
-    threshold: str | float = "iqr"
-    iou: str = "category"
-    downsample: int = 2
+    threshold: str | float = PRESET
+    quantile_of: str = PRESET
+    padding: str = PRESET
+    downsample: int | str = PRESET
+    iou: str = PRESET
+    iou_threshold: float | str = PRESET
+    iqr_threshold: float | str | None = PRESET
     batch_size: int = 32
     micro: int = 8
     topk: int = 8
     strips: int = 5
-    iou_threshold: float = 0.05
-    iqr_threshold: float = 0.01
     label0_quirk: bool = False
     ties_quirk: bool = False
     netname: str = "generator"
@@ -59,6 +87,11 @@ class Settings:
     segmenter: str = ""
 
     def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise InputError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) == PRESET:
+                object.__setattr__(self, name, value)
         layers = (self.layers,) if isinstance(self.layers, str) else tuple(self.layers)
         layers = tuple(str(x).strip() for x in layers if str(x).strip())
         if not layers:
@@ -74,10 +107,15 @@ class Settings:
         for name in ("seed", "train_seed"):
             _int(name, getattr(self, name), 0)
         object.__setattr__(self, "threshold", _threshold(self.threshold))
-        if self.iou not in ("category", "all"):
-            raise InputError(f"iou must be 'category' or 'all', got {self.iou!r}")
+        for name, allowed in (("iou", ("category", "all")), ("quantile_of", ("raw", "upsampled")),
+                              ("padding", ("edge", "zeros"))):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                want = " or ".join(repr(a) for a in allowed)
+                raise InputError(f"{name} must be {want}, got {getattr(self, name)!r}")
         for name in ("iou_threshold", "iqr_threshold"):
             value = getattr(self, name)
+            if value is None and name == "iqr_threshold":
+                continue  # no IQR condition
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InputError(f"{name} must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:

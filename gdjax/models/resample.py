@@ -16,9 +16,11 @@ only on the input and output sizes, so it is a pair of small matrices ``(out_h, 
   ``grid_sample(padding_mode='border')`` on a grid that, with the torch <= 1.2 the authors
   used, equals ``F.interpolate(mode='bilinear', align_corners=False)``: half-pixel centres,
   source coordinate ``(t + 0.5) * in / out - 0.5`` clamped to ``[0, in - 1]``. That is the
-  default. ``align_corners=True`` (source coordinate ``t * (in - 1) / (out - 1)``) is the PNAS
-  successor's upsampler (reference §12.3). The modern-torch reading of the original grid
-  (misregistered by up to half a feature pixel) is deliberately not offered.
+  default. ``padding='zeros'`` is the PNAS successor's upsampler (reference §12.3): the same
+  half-pixel grid, read with zero padding, so values fade towards 0 at the border (its
+  ``align_corners=True`` only says how its grid's -1..1 coordinates are read). The modern-torch
+  reading of the original grid (misregistered by up to half a feature pixel) is deliberately
+  not offered.
 
 Matrices are built in NumPy (float64 arithmetic, float32 result) and cached, so under ``jit``
 they are constants.
@@ -44,38 +46,50 @@ __all__ = [
 
 
 @functools.lru_cache(maxsize=64)
-def interpolation_matrix(out: int, size: int, align_corners: bool = False) -> np.ndarray:
+def interpolation_matrix(
+    out: int, size: int, align_corners: bool = False, padding: str = "edge"
+) -> np.ndarray:
     """Linear interpolation from ``size`` samples to ``out`` samples: float32 ``[out, size]``.
 
-    ``align_corners=False``: ``src = max((t + 0.5) * size / out - 0.5, 0)``; the neighbour
-    above ``size - 1`` is clamped to the edge, as torch's ``upsample_bilinear2d`` does.
-    ``align_corners=True``: ``src = t * (size - 1) / (out - 1)`` (0 when ``out == 1``).
+    ``align_corners=False``: source position ``src = (t + 0.5) * size / out - 0.5`` (half-pixel
+    centres). ``padding='edge'``: a position outside ``[0, size - 1]`` reads the edge sample,
+    as torch's ``upsample_bilinear2d`` and gandissect's ``grid_sample(padding_mode='border')``
+    do; ``padding='zeros'``: the neighbour outside reads 0, so values fade towards 0 within
+    half a source pixel of the border, as the PNAS successor's ``grid_sample`` with its default
+    zero padding (reference §12.3). ``align_corners=True``: ``src = t * (size - 1) / (out -
+    1)`` (0 when ``out == 1``; ``F.interpolate(align_corners=True)``), never outside.
     """
+    if padding not in ("edge", "zeros"):
+        raise ValueError(f"padding must be 'edge' or 'zeros', got {padding!r}")
     t = np.arange(out, dtype=np.float64)
     if align_corners:
         src = t * ((size - 1) / (out - 1)) if out > 1 else np.zeros_like(t)
     else:
-        src = np.maximum((t + 0.5) * (size / out) - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), size - 1)
-    i1 = np.minimum(i0 + 1, size - 1)
+        src = (t + 0.5) * (size / out) - 0.5
+    if padding == "edge":
+        src = np.clip(src, 0.0, size - 1)
+    i0 = np.floor(src).astype(np.int64)
     w1 = src - i0
-    m = np.zeros((out, size), np.float64)
-    np.add.at(m, (np.arange(out), i0), 1.0 - w1)
-    np.add.at(m, (np.arange(out), i1), w1)
-    m = m.astype(np.float32)
+    m = np.zeros((out, size + 2), np.float64)  # columns 0 and size + 1: the zero padding
+    np.add.at(m, (np.arange(out), i0 + 1), 1.0 - w1)
+    np.add.at(m, (np.arange(out), np.minimum(i0 + 2, size + 1)), w1)
+    m = m[:, 1 : size + 1].astype(np.float32)
     m.flags.writeable = False
     return m
 
 
-def upsample(x: jax.Array, size: tuple[int, int], align_corners: bool = False) -> jax.Array:
-    """Bilinear resize of ``[..., h, w, C]`` (NHWC or unbatched HWC) to ``[..., H, W, C]``.
+def upsample(
+    x: jax.Array, size: tuple[int, int], align_corners: bool = False, padding: str = "edge"
+) -> jax.Array:
+    """Bilinear resize of ``[..., h, w, C]`` (NHWC or unbatched HWC) to ``[..., H, W, C]``
+    (:func:`interpolation_matrix` per axis).
 
     ``size = (H, W)``. Works for shrinking too (no antialiasing, like torch: 256 -> 128 is a
     2x2 average). Full float32 precision on every backend (no TF32/bf16 matmul passes).
     """
     h, w = x.shape[-3], x.shape[-2]
-    mh = jnp.asarray(interpolation_matrix(size[0], h, align_corners))
-    mw = jnp.asarray(interpolation_matrix(size[1], w, align_corners))
+    mh = jnp.asarray(interpolation_matrix(size[0], h, align_corners, padding))
+    mw = jnp.asarray(interpolation_matrix(size[1], w, align_corners, padding))
     return jnp.einsum(
         "Hh,...hwc,Ww->...HWc", mh, x, mw, precision=jax.lax.Precision.HIGHEST
     ).astype(x.dtype)

@@ -94,6 +94,8 @@ def _rule(layer: dict, record: dict) -> str:
     """``interpretable: IoU > a and IQR > b`` with the layer's thresholds (else the record's)."""
     iou = layer.get("iou_threshold", record.get("iou_threshold"))
     iqr = layer.get("iqr_threshold", record.get("iqr_threshold"))
+    if iqr is None:  # the PNAS successor's rule: IoU alone
+        return f"interpretable: IoU > {format_value(iou)}"
     return f"interpretable: IoU > {format_value(iou)} and IQR > {format_value(iqr)}"
 
 
@@ -101,6 +103,9 @@ def _help(record: dict) -> list[str]:
     """The legend: what a label, IoU, IQR and the flags mean."""
     e = html.escape
     iou, iqr = (e(format_value(record.get(k))) for k in ("iou_threshold", "iqr_threshold"))
+    rule = f"IoU &gt; {iou}" if record.get("iqr_threshold") is None else (
+        f"IoU &gt; {iou} and IQR &gt; {iqr}"
+    )  # fmt: skip
     flags = "".join(
         f'<dt><span class="flag">⚠ {e(name)}</span></dt><dd>{e(text)}.</dd>'
         for name, text in FLAGS.items()
@@ -113,8 +118,8 @@ def _help(record: dict) -> list[str]:
         "pixels over all images (0: disjoint, 1: identical).</dd>"
         "<dt>IQR</dt><dd>information quality ratio of the same two masks: their mutual "
         "information divided by their joint entropy (0: independent, 1: identical).</dd>"
-        "<dt>interpretable</dt><dd>the label's IoU and IQR are both above the thresholds each "
-        f"layer states (by default IoU &gt; {iou} and IQR &gt; {iqr}); greyed rows are not.</dd>"
+        "<dt>interpretable</dt><dd>the label's IoU (and IQR) are above the thresholds each "
+        f"layer states (here {rule}); greyed rows are not.</dd>"
         f"{flags}</dl></div>"
     ]
 

@@ -57,13 +57,14 @@ def _num(x) -> float | None:
 
 
 def unit_records(
-    result, labels, categories, *, iou_threshold: float = 0.05, iqr_threshold: float = 0.01
+    result, labels, categories, *, iou_threshold: float = 0.05, iqr_threshold: float | None = 0.01
 ) -> list[dict]:
     """One reference unit record per unit (reference §3.6, §3.7), plus ``flag``.
 
     ``result``: a :class:`gdjax.dissect.result.LayerResult`; ``labels``: ``[(name, category)]
     * L`` (label 0 is ``'-'``); ``categories``: names. A unit is ``interp`` when its label's
-    IoU exceeds ``iou_threshold`` and its IQR ``iqr_threshold``. With ``result.search`` (IQR
+    IoU exceeds ``iou_threshold`` and its IQR ``iqr_threshold`` (``None``: no IQR condition,
+    as the PNAS successor). With ``result.search`` (IQR
     mode) the ``iqr*`` fields are added: the label of largest ``max_iqr`` after zeroing entries
     whose ``max_iqr_quantile > 0.5`` (first index on ties, label 0 competing).
     """
@@ -72,7 +73,9 @@ def unit_records(
     units = np.arange(best.shape[0])
     u_iou = np.asarray(result.iou, np.float64)[best, units]
     u_iqr = np.asarray(result.iqr, np.float64)[best, units]
-    interp = (u_iou > iou_threshold) & (u_iqr > iqr_threshold)
+    interp = u_iou > iou_threshold
+    if iqr_threshold is not None:
+        interp &= u_iqr > iqr_threshold
     lc = np.asarray(result.label_size, np.float64)[best]
     cc = np.asarray(result.active, np.float64)[cat[best], units]
     ic = np.asarray(result.intersection, np.float64)[best, units]
@@ -142,7 +145,7 @@ def layer_record(
     categories,
     *,
     iou_threshold: float = 0.05,
-    iqr_threshold: float = 0.01,
+    iqr_threshold: float | None = 0.01,
     rank_all_labels: bool = False,
 ) -> dict:
     """The reference's layer record: ``layer, units, rankings, iou_threshold, iqr_threshold,
@@ -221,7 +224,7 @@ def layer_record(
         "units": units,
         "rankings": rankings,
         "iou_threshold": float(iou_threshold),
-        "iqr_threshold": float(iqr_threshold),
+        "iqr_threshold": None if iqr_threshold is None else float(iqr_threshold),
         "labels": summary,
         "interpretable": len(good),
         "bargraph": "bargraph.png",  # relative to dirname, as the reference
@@ -249,8 +252,8 @@ def report_record(settings, layers, labels, colors, meta=None) -> dict:
         "default_ranking": "label",
         "quantile_threshold": settings.threshold,
         "settings": settings.to_json(),
-        "iou_threshold": float(settings.iou_threshold),
-        "iqr_threshold": float(settings.iqr_threshold),
+        "iou_threshold": settings.iou_threshold,
+        "iqr_threshold": settings.iqr_threshold,
         "segcolors": segcolors,
         "layers": list(layers),
     }

@@ -20,7 +20,7 @@ from gdjax.report import draw
 
 __all__ = ["save_strip", "seg_strip", "unit_strip", "write_strips"]
 
-_upsample = jax.jit(resample.upsample, static_argnums=(1, 2))  # one dispatch per strip
+_upsample = jax.jit(resample.upsample, static_argnums=(1, 2, 3))  # one dispatch per strip
 
 
 def _row(tiles: np.ndarray, gap: int) -> np.ndarray:
@@ -32,19 +32,23 @@ def _row(tiles: np.ndarray, gap: int) -> np.ndarray:
     return out
 
 
-def unit_strip(images, acts, level, gap=4, dim=0.5, outline=(255, 255, 0)) -> np.ndarray:
+def unit_strip(
+    images, acts, level, gap=4, dim=0.5, outline=(255, 255, 0), padding="edge"
+) -> np.ndarray:
     """The unit's top images with its active region shown: uint8 ``[H, k*(W+gap)-gap, 3]``.
 
     ``images``: uint8 ``[k, H, W, 3]``; ``acts``: float ``[k, h, w]`` raw activation maps;
     ``level``: the unit's threshold. ``acts`` is upsampled to ``[H, W]`` by
-    :func:`gdjax.upsample.upsample` (half-pixel bilinear, edge clamp, as the IoU); the mask is
-    ``act > level``. Outside the mask pixels are ``uint8(x * dim)`` (truncated); mask pixels
-    with a 4-neighbour outside the mask become ``outline`` (the image border is not "outside",
-    so a region touching it is not outlined there); the other mask pixels are unchanged.
+    :func:`gdjax.models.resample.upsample` (half-pixel bilinear with ``padding``, as the IoU);
+    the mask is ``act > level``. Outside the mask pixels are ``uint8(x * dim)`` (truncated);
+    mask pixels with a 4-neighbour outside the mask become ``outline`` (the image border is not
+    "outside", so a region touching it is not outlined there); the other mask pixels are
+    unchanged.
     """
     images = np.asarray(images, np.uint8)
     k, h, w, _ = images.shape
-    up = np.asarray(_upsample(np.asarray(acts, np.float32)[..., None], (h, w), False))[..., 0]
+    acts = np.asarray(acts, np.float32)[..., None]
+    up = np.asarray(_upsample(acts, (h, w), False, padding))[..., 0]
     mask = up > level
     p = np.pad(mask, ((0, 0), (1, 1), (1, 1)), mode="edge")
     interior = p[:, :-2, 1:-1] & p[:, 2:, 1:-1] & p[:, 1:-1, :-2] & p[:, 1:-1, 2:]
@@ -76,11 +80,14 @@ def save_strip(outdir: str, layer: str, unit: int, top_strip, seg) -> tuple[str,
     return draw.save_jpeg(base + "-top.jpg", top_strip), draw.save_png(base + "-seg.png", seg)
 
 
-def write_strips(outdir: str, layer: str, result, images, acts, labels, colors, count: int):
+def write_strips(
+    outdir: str, layer: str, result, images, acts, labels, colors, count: int, padding="edge"
+):
     """Write every unit's strips of ``layer``: its first ``count`` top images
     (``result.top_indices``) from ``images`` (uint8 ``[N, H, W, 3]``), outlined where
     ``acts`` (``[N, h, w, C]``) exceeds the unit's level, and their segmentations (channel 0 of
-    ``labels`` ``[N, H/d, W/d, K]``, coloured with ``colors``). Units are drawn and encoded on
+    ``labels`` ``[N, H/d, W/d, K]``, coloured with ``colors``; ``padding`` as the IoU's
+    upsampling). Units are drawn and encoded on
     a few threads (the encoders release the GIL). Returns the number of units written."""
     top = np.asarray(result.top_indices)[:count]
     n = images.shape[0]
@@ -88,7 +95,8 @@ def write_strips(outdir: str, layer: str, result, images, acts, labels, colors, 
     def write(unit):
         idx = [int(i) for i in top[:, unit] if 0 <= int(i) < n]
         imgs = np.asarray(images[idx])
-        strip = unit_strip(imgs, np.asarray(acts[idx, :, :, unit]), result.levels[unit])
+        unit_acts = np.asarray(acts[idx, :, :, unit])
+        strip = unit_strip(imgs, unit_acts, result.levels[unit], padding=padding)
         seg = seg_strip(np.asarray(labels[idx, :, :, 0]), colors, imgs.shape[1:3])
         save_strip(outdir, layer, unit, strip, seg)
 
