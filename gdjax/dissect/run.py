@@ -113,8 +113,7 @@ def dissect(
 
     colors = draw.palette(len(labels))
     layers = []
-    for name in settings.layers:
-        layer.check_finite(name, main.acts[name])
+    for name in settings.layers:  # each checked for NaNs when its result was made
         result = LayerResult.load(stats_path(outdir, name))
         layers.append(record.layer_record(
             name, result, labels, categories, iou_threshold=settings.iou_threshold,
