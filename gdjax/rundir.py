@@ -14,9 +14,11 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from gdjax.errors import InputError
 
-__all__ = ["SETTINGS", "check_run", "write_json"]
+__all__ = ["SETTINGS", "check_run", "write_json", "write_npz"]
 
 SETTINGS = "settings.json"
 
@@ -29,6 +31,15 @@ def write_json(path: str, record: Any) -> str:
         json.dump(record, f, indent=1, allow_nan=False)
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_npz(path: str, arrays: Mapping[str, Any]) -> str:
+    """Write ``arrays`` as ``.npz`` atomically (the file exists only when complete)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
     os.replace(tmp, path)
     return path
 

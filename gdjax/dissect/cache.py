@@ -19,7 +19,8 @@ import functools
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -30,7 +31,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from gdjax import progress
 
 PROGRESS = "progress.json"
-_compiled: set = set()  # (program, step) pairs compiled in this process
+# Steps each networks program was compiled for in this process (dropped with the program).
+_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class Cache(NamedTuple):
@@ -195,10 +197,10 @@ def _collect(directory, z, fn, batch_size, micro, devices, desc, watch, check) -
     all_maps = [*maps.values(), labels] + ([] if images is None else [images])
     watch._publish(result, done)
     starts = range(done, n, step)
-    if starts and (run, step) not in _compiled:  # compiled apart, so the bar's rate is true
+    if starts and step not in _compiled.get(run, ()):  # apart, so the bar's rate is true
         with progress.status(f"{desc}: compiling"):
             run.lower(jax.ShapeDtypeStruct((step, z.shape[1]), jnp.float32)).compile()
-        _compiled.add((run, step))
+        _compiled.setdefault(run, set()).add(step)
     for start in progress.bar(starts, desc, total=len(starts)):
         if check is not None:
             check()
@@ -250,10 +252,3 @@ def _write_progress(directory: str, done: int, n: int, batch_size: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, os.path.join(directory, PROGRESS))
-
-
-def as_batches(arrays: Mapping[str, np.ndarray], batch_size: int):
-    """Yield ``(start, {name: array[start:start+batch_size]})`` over the first axis."""
-    n = next(iter(arrays.values())).shape[0]
-    for start in range(0, n, batch_size):
-        yield start, {k: np.asarray(v[start : start + batch_size]) for k, v in arrays.items()}

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import numpy as np
+
+from gdjax import rundir
 
 __all__ = ["IQR_FIELDS", "LayerResult", "Levels"]
 
@@ -54,13 +55,8 @@ class LayerResult(NamedTuple):
     def save(self, path: str) -> str:
         """Write ``path`` (``.npz``, one array per field, ``search`` fields by their names)
         through a temporary file, so the file exists only when complete."""
-        arrays = {k: np.asarray(v) for k, v in self._asdict().items() if k != "search"}
-        arrays |= {k: np.asarray(v) for k, v in (self.search or {}).items()}
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-        return path
+        arrays = {k: v for k, v in self._asdict().items() if k != "search"}
+        return rundir.write_npz(path, arrays | (self.search or {}))
 
     @classmethod
     def load(cls, path: str) -> LayerResult:

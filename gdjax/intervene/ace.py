@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from gdjax import progress as _progress
+from gdjax import rundir
 from gdjax.errors import InputError
 from gdjax.intervene import edits
 from gdjax.models import proggan
@@ -290,14 +291,8 @@ def _saved(workdir: str | None, name: str, make):
         with np.load(path) as f:
             return dict(f)
     out = make()
-    _save_npz(path, out)
+    rundir.write_npz(path, out)
     return out
-
-
-def _save_npz(path: str, arrays: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.savez(path + ".tmp.npz", **arrays)
-    os.replace(path + ".tmp.npz", path)  # whole or not at all
 
 
 def optimize(
@@ -399,7 +394,7 @@ def optimize(
         train_loss.append(total / max(1, steps * per_step))
         if saved is not None:
             leaves = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
-            _save_npz(saved, {
+            rundir.write_npz(saved, {
                 "epochs": np.asarray(epoch + 1), "snapshots": np.stack(snapshots),
                 "eval_loss": np.asarray(eval_loss), "train_loss": np.asarray(train_loss),
                 **leaves,

@@ -26,6 +26,7 @@ import shutil
 
 import numpy as np
 
+from gdjax import rundir
 from gdjax.errors import InputError
 from gdjax.models.labels import label_categories
 
@@ -260,14 +261,9 @@ def report_record(settings, layers, labels, colors, meta=None) -> dict:
 
 
 def write_json(outdir: str, record: dict) -> str:
-    """Write ``outdir/dissect.json`` (strict JSON: NaN is rejected) through a temporary file;
-    returns its path."""
-    os.makedirs(outdir, exist_ok=True)
-    path = os.path.join(outdir, DISSECT_JSON)
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=1, allow_nan=False)
-    os.replace(path + ".tmp", path)
-    return path
+    """Write ``outdir/dissect.json`` (strict JSON: NaN is rejected) atomically; returns its
+    path."""
+    return rundir.write_json(os.path.join(outdir, DISSECT_JSON), record)
 
 
 def read(path: str) -> dict:
