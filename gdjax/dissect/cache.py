@@ -11,6 +11,11 @@ micro-batches in a ``lax.map``, so an image is computed by the same program what
 of devices, and 1 or 4 devices give the same bytes. After each batch the maps are flushed and
 ``progress.json`` is replaced atomically, so a run killed at any point (even ``kill -9``)
 resumes at the first unfinished batch and ends with the same files.
+
+Under ``jax.distributed`` (:mod:`gdjax.distributed`) the batches are split into one contiguous
+share per process; every process writes its rows into the same files (on a file system every
+process sees) and keeps its own ``progress-<p>-of-<P>.json``; the files are complete when every
+process has finished its share, and equal a one-process run's byte for byte.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gdjax import progress
+from gdjax import distributed, progress
 
 PROGRESS = "progress.json"
 # Steps each networks program was compiled for in this process (dropped with the program).
@@ -182,10 +187,23 @@ def _collect(directory, z, fn, batch_size, micro, devices, desc, watch, check) -
         files["__images__"] = ("images.npy", (n, *shapes[2].shape[1:]), np.uint8)
     os.makedirs(directory, exist_ok=True)
     done = _read_progress(directory, n, batch_size)
+    procs = distributed.count()
+    starts = range(0, n, step)
+    first, last = distributed.share(len(starts))  # this process's batches (all of them: 1)
+    starts = starts[first:last]
+    if procs > 1:  # process 0 makes the files, each process fills its rows
+        share_stop = min(starts.stop, n) if starts else 0
+        distributed.first(lambda: _create(directory, files), f"create {directory}")
+        mine = f"progress-{distributed.index()}-of-{procs}.json"
+        done = n if done == n else _read_progress(directory, n, batch_size, mine)
+        starts = range(max(done, starts.start), share_stop, step) if starts else starts
     maps = {
         key: np.lib.format.open_memmap(
-            os.path.join(directory, name), mode="r+" if done else "w+", dtype=dtype, shape=shape
-        )
+            os.path.join(directory, name),
+            mode="r+" if done or procs > 1 else "w+",
+            dtype=dtype,
+            shape=shape,
+        )  # fmt: skip
         for key, (name, shape, dtype) in files.items()
     }
     for key, (name, shape, _) in files.items():
@@ -195,8 +213,9 @@ def _collect(directory, z, fn, batch_size, micro, devices, desc, watch, check) -
     images = maps.pop("__images__", None)
     result = Cache(maps, labels, images)
     all_maps = [*maps.values(), labels] + ([] if images is None else [images])
-    watch._publish(result, done)
-    starts = range(done, n, step)
+    if procs == 1:
+        watch._publish(result, done)
+        starts = range(done, n, step)
     if starts and step not in _compiled.get(run, ()):  # apart, so the bar's rate is true
         with progress.status(f"{desc}: compiling"):
             run.lower(jax.ShapeDtypeStruct((step, z.shape[1]), jnp.float32)).compile()
@@ -214,9 +233,25 @@ def _collect(directory, z, fn, batch_size, micro, devices, desc, watch, check) -
             images[start:stop] = batch_images[0][: stop - start]
         for m in all_maps:
             m.flush()
-        _write_progress(directory, stop, n, batch_size)
-        watch._publish(result, stop)
+        if procs == 1:
+            _write_progress(directory, stop, n, batch_size)
+            watch._publish(result, stop)
+        else:
+            _write_progress(directory, stop, n, batch_size, mine)
+    if procs > 1:  # complete once every process has finished its share
+        distributed.barrier(f"cache {directory} complete")
+        if distributed.is_main():
+            _write_progress(directory, n, n, batch_size)
+        watch._publish(result, n)
     return result
+
+
+def _create(directory: str, files: dict) -> None:
+    """Makes the cache's missing ``.npy`` files (a resumed cache's files are kept)."""
+    for name, shape, dtype in files.values():
+        path = os.path.join(directory, name)
+        if not os.path.exists(path):
+            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
 
 
 def open_cache(directory: str, layers: Sequence[str]) -> Cache:
@@ -231,8 +266,8 @@ def open_cache(directory: str, layers: Sequence[str]) -> Cache:
     return Cache(acts, load("labels.npy"), images)
 
 
-def _read_progress(directory: str, n: int, batch_size: int) -> int:
-    path = os.path.join(directory, PROGRESS)
+def _read_progress(directory: str, n: int, batch_size: int, name: str = PROGRESS) -> int:
+    path = os.path.join(directory, name)
     if not os.path.exists(path):
         return 0
     with open(path) as f:
@@ -245,10 +280,12 @@ def _read_progress(directory: str, n: int, batch_size: int) -> int:
     return int(state["done"])
 
 
-def _write_progress(directory: str, done: int, n: int, batch_size: int) -> None:
-    tmp = os.path.join(directory, PROGRESS + ".tmp")
+def _write_progress(
+    directory: str, done: int, n: int, batch_size: int, name: str = PROGRESS
+) -> None:
+    tmp = os.path.join(directory, name + ".tmp")
     with open(tmp, "w") as f:
         json.dump({"done": done, "n": n, "batch_size": batch_size}, f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(directory, PROGRESS))
+    os.replace(tmp, os.path.join(directory, name))

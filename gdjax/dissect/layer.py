@@ -14,6 +14,7 @@ import os
 import jax
 import numpy as np
 
+from gdjax import distributed
 from gdjax.dissect import passes, quantiles, scores
 from gdjax.dissect.cache import Cache
 from gdjax.dissect.result import IQR_FIELDS, LayerResult, Levels
@@ -50,12 +51,18 @@ def levels(
     def levels_at(qs, name, transform=up):
         radix = iter(range(1, len(quantiles.DEFAULT_BITS) + 1))
 
+        lo, hi = passes.share_rows(c.size, batch_size)  # all rows with one process
+
         def batches():  # one pass per radix digit
             desc = f"{name} (pass {next(radix)}/{len(quantiles.DEFAULT_BITS)})"
-            arrays = {"a": c.acts[layer]}
-            return (b["a"] for _, b in passes.batches(arrays, batch_size, desc, ready=ready))
+            arrays = {"a": c.acts[layer][lo:hi]}
+            wait = None if ready is None else lambda stop: ready(lo + stop)
+            return (b["a"] for _, b in passes.batches(arrays, batch_size, desc, ready=wait))
 
-        return quantiles.exact_quantiles(batches, qs, transform=transform)
+        def combine(state):  # every process's share (nothing with one process)
+            return distributed.reduce(jax.device_get(state), passes.add, name)
+
+        return quantiles.exact_quantiles(batches, qs, transform=transform, combine=combine)
 
     if not settings.iqr_mode:  # the raw feature maps' quantile (gandissect) or the upsampled
         q = 1 - settings.threshold

@@ -1,26 +1,37 @@
-"""Counting passes over a :mod:`gdjax.dissect.cache`: batches, orbax checkpoints, compiled programs.
+"""Counting passes over a :mod:`gdjax.dissect.cache`: batches, checkpoints, compiled programs.
 
 Every dissection statistic is a fold of a jitted ``update`` over the cache's batches
-(:func:`counting_pass`), checkpointed with orbax at most every few seconds so a killed run
-resumes mid-pass with the same bytes. Programs are jitted once per shape at module level
+(:func:`counting_pass`), checkpointed at most every few seconds so a killed run resumes
+mid-pass with the same bytes. Programs are jitted once per shape at module level
 (:func:`threshold_counts`, :func:`main_update`) so :func:`compile_passes` can compile them all
 ahead, on a thread, while the networks still run.
+
+Scale-out, with the same bytes as one device in one process: within a process the units are
+split over the local devices (:func:`gdjax.dissect.units.over_units`: each device counts its
+own units, every unit by the same per-unit program); under ``jax.distributed`` each process
+folds its share of the batches (:func:`share_rows`) and the states are combined with integer
+sums (and :func:`gdjax.dissect.topk.topk_merge`, a total-order merge). Each process keeps its
+own checkpoints: plain ``.npz`` files (orbax's checkpoint manager would make every save a
+collective step of all processes).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 import time
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
-from gdjax import progress
+from gdjax import distributed, progress, rundir
 from gdjax.dissect import counts, quantiles, scores
-from gdjax.dissect.topk import TopK, topk_init, topk_update
+from gdjax.dissect.topk import TopK, topk_init, topk_merge, topk_update
+from gdjax.dissect.units import over_units
 from gdjax.models.resample import upsample
 
 
@@ -63,29 +74,79 @@ def _named_leaves(state) -> dict:
     return {"__".join(str(name(k)) for k in path): leaf for path, leaf in flat}
 
 
-def counting_pass(directory, state, update, arrays, batch_size, desc, every, ready=None):
-    """Fold ``update(state, start, batch)`` over ``arrays``, saving the state with orbax after
-    a batch once ``every`` seconds have passed since the last save (0: after every batch).
-    ``ready``: see :func:`batches`."""
-    import orbax.checkpoint as ocp
+def share_rows(n: int, batch_size: int) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of ``n`` whose batches of ``batch_size`` this process folds (all
+    of them with one process): a contiguous share of the batches
+    (:func:`gdjax.distributed.share`)."""
+    first, last = distributed.share(-(-n // batch_size))
+    return min(first * batch_size, n), min(last * batch_size, n)
 
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-    with ocp.CheckpointManager(os.path.abspath(directory), options=options) as mngr:
-        done = mngr.latest_step() or 0
-        if done:
-            names = _named_leaves(state)
-            target = {k: ocp.utils.to_shape_dtype_struct(v) for k, v in names.items()}
-            restored = mngr.restore(done, args=ocp.args.StandardRestore(target))
-            state = jax.tree.unflatten(jax.tree.structure(state), [restored[k] for k in names])
-        n = next(iter(arrays.values())).shape[0]
-        last = time.monotonic()
-        for start, batch in batches(arrays, batch_size, desc, done, ready):
-            state = update(state, start, batch)
-            finished = min(start + batch_size, n)
-            if finished < n and time.monotonic() - last >= every:
-                mngr.save(finished, args=ocp.args.StandardSave(_named_leaves(state)))
-                mngr.wait_until_finished()
-                last = time.monotonic()
+
+def add(a, b):
+    """Leaf-wise sum of two count states (integers: any order gives the same bytes)."""
+    return jax.tree.map(lambda x, y: np.asarray(x) + np.asarray(y), a, b)
+
+
+def _checkpoint_steps(directory: str) -> list[int]:
+    if not os.path.isdir(directory):
+        return []
+    names = os.listdir(directory)
+    return sorted(int(d) for d in names if d.isdigit() and os.path.exists(
+        os.path.join(directory, d, "state.npz")))  # fmt: skip
+
+
+def _save(directory: str, step: int, state) -> None:
+    """``directory/<step>/state.npz``, made under another name and renamed (a killed save
+    leaves no step), then older steps removed."""
+    tmp = os.path.join(directory, f".{step}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    rundir.write_npz(os.path.join(tmp, "state.npz"), jax.device_get(_named_leaves(state)))
+    final = os.path.join(directory, str(step))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in _checkpoint_steps(directory):
+        if old != step:
+            shutil.rmtree(os.path.join(directory, str(old)), ignore_errors=True)
+
+
+def _restore(directory: str, step: int, state):
+    names = _named_leaves(state)
+    with np.load(os.path.join(directory, str(step), "state.npz")) as f:
+        leaves = [jax.device_put(f[k]) for k in names]
+    return jax.tree.unflatten(jax.tree.structure(state), leaves)
+
+
+def counting_pass(
+    directory, state, update, arrays, batch_size, desc, every, ready=None, combine=add
+):
+    """Fold ``update(state, start, batch)`` over ``arrays``, saving the state in ``directory``
+    after a batch once ``every`` seconds have passed since the last save (0: after every
+    batch). ``ready``: see :func:`batches`. Under ``jax.distributed`` each process folds its
+    share (:func:`share_rows`, checkpoints in ``directory/process-<p>-of-<P>``) and the
+    processes' states are folded with ``combine`` (default :func:`add`)."""
+    n = next(iter(arrays.values())).shape[0]
+    lo, hi = share_rows(n, batch_size)
+    procs = distributed.count()
+    if procs > 1:
+        directory = os.path.join(directory, f"process-{distributed.index()}-of-{procs}")
+        arrays = {k: v[lo:hi] for k, v in arrays.items()}
+        if ready is not None:
+            ready = (lambda r: lambda stop: r(lo + stop))(ready)
+    directory = os.path.abspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    steps = _checkpoint_steps(directory)
+    done = steps[-1] if steps else 0
+    if done:
+        state = _restore(directory, done, state)
+    last = time.monotonic()
+    for start, batch in batches(arrays, batch_size, desc, done, ready):
+        state = update(state, lo + start, batch)
+        finished = min(start + batch_size, hi - lo)
+        if finished < hi - lo and time.monotonic() - last >= every:
+            _save(directory, finished, state)
+            last = time.monotonic()
+    if procs > 1:
+        state = distributed.reduce(jax.device_get(state), combine, desc)
     return state
 
 
@@ -97,10 +158,25 @@ def upsampler(grid: tuple[int, int], padding: str = "edge"):
     return functools.partial(upsample, size=grid, padding=padding)
 
 
+U = PartitionSpec("units")  # leading unit axis
+ACTS = PartitionSpec(None, None, None, "units")  # [B, h, w, C]
+REPLICATED = PartitionSpec()
+COUNTS = counts.ThresholdCounts(
+    U, PartitionSpec(None, "units"), U, REPLICATED, REPLICATED, REPLICATED, REPLICATED
+)
+TOP = TopK(PartitionSpec(None, "units"), PartitionSpec(None, "units"))
+
+
 @functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
 def _count(state, acts, labels, thresholds, label_category, transform):
-    return counts.counts_update(
-        state, acts, labels.astype(jnp.int32), thresholds, label_category, transform
+    def update(state, acts, labels, thresholds, label_category):
+        return counts.counts_update(
+            state, acts, labels.astype(jnp.int32), thresholds, label_category, transform
+        )
+
+    specs = (COUNTS, ACTS, REPLICATED, U, REPLICATED)
+    return over_units(update, acts.shape[-1], specs, COUNTS)(
+        state, acts, labels, thresholds, label_category
     )
 
 
@@ -113,12 +189,24 @@ class MainPass(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames="transform", donate_argnums=0)
 def main_update(state, start, acts, labels, levels, label_category, transform):
-    index = start + jnp.arange(acts.shape[0], dtype=jnp.int32)
-    return MainPass(
-        counts.counts_update(state.counts, acts, labels.astype(jnp.int32), levels, label_category,
-                          transform),
-        topk_update(state.top, acts, index),
-    )  # fmt: skip
+    def update(state, start, acts, labels, levels, label_category):
+        index = start + jnp.arange(acts.shape[0], dtype=jnp.int32)
+        return MainPass(
+            counts.counts_update(state.counts, acts, labels.astype(jnp.int32), levels,
+                                 label_category, transform),
+            topk_update(state.top, acts, index),
+        )  # fmt: skip
+
+    spec = MainPass(COUNTS, TOP)
+    specs = (spec, REPLICATED, ACTS, REPLICATED, U, REPLICATED)
+    return over_units(update, acts.shape[-1], specs, spec)(
+        state, start, acts, labels, levels, label_category
+    )
+
+
+def merge_main(a: MainPass, b: MainPass) -> MainPass:
+    """Two processes' main-pass states as one: counts added, top-k merged."""
+    return MainPass(add(a.counts, b.counts), jax.device_get(topk_merge(a.top, b.top)))
 
 
 def threshold_counts(
@@ -162,7 +250,7 @@ def main_pass(
 
     return counting_pass(
         directory, state, update, {"a": c.acts[layer], "l": c.labels}, batch_size,
-        f"{layer} IoU counts, top-k", every, ready,
+        f"{layer} IoU counts, top-k", every, ready, merge_main,
     )  # fmt: skip
 
 

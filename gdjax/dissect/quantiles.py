@@ -33,8 +33,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
-from gdjax.dissect.units import fold_units, unit_slices, unit_values
+from gdjax.dissect.units import fold_units, over_units, unit_slices, unit_values
 
 __all__ = [
     "QuantilePass",
@@ -116,6 +117,10 @@ class QuantileSearch(NamedTuple):
     def done(self) -> int:
         """Key bits resolved so far."""
         return sum(self.widths)
+
+
+UNITS = PartitionSpec("units")  # a leading unit axis
+PASS = QuantilePass(UNITS, PartitionSpec())
 
 
 def quantile_init(num_units: int, num_groups: int, bits: int) -> QuantilePass:
@@ -282,7 +287,13 @@ def quantile_finalize(search: QuantileSearch, qs: np.ndarray) -> np.ndarray:
 def _update_for(transform: Callable | None):
     """The jitted pass update for ``transform`` (one object per transform: a cache hit for
     every later pass of equal shapes)."""
-    return jax.jit(lambda s, x, tables: quantile_update(s, x, tables, transform), donate_argnums=0)
+
+    def update(state, values, tables):
+        specs = (PASS, PartitionSpec(*[None] * (values.ndim - 1), "units"), UNITS)
+        one = lambda s, x, t: quantile_update(s, x, t, transform)  # noqa: E731
+        return over_units(one, values.shape[-1], specs, PASS)(state, values, tables)
+
+    return jax.jit(update, donate_argnums=0)
 
 
 def pass_shapes(num_units: int, num_quantiles: int, bits=DEFAULT_BITS) -> list:
@@ -321,6 +332,7 @@ def exact_quantiles(
     *,
     bits: tuple[int, ...] = DEFAULT_BITS,
     transform: Callable[[jax.Array], jax.Array] | None = None,
+    combine: Callable[[QuantilePass], QuantilePass] | None = None,
 ) -> np.ndarray:
     """Exact per-unit ``hazen`` quantiles of a re-iterable stream: float32 ``[C, len(qs)]``.
 
@@ -329,6 +341,9 @@ def exact_quantiles(
     ``transform`` (optional, traced into the jitted update) maps one unit's slice ``[..., 1]``
     of a yielded batch to its values (:func:`.units.unit_values`).
     Equals ``np.quantile(all_values.reshape(-1, C), qs, axis=0, method='hazen').T``.
+    ``combine`` (optional) maps each pass's state to the state of all the data, e.g. the sum
+    over processes that each saw a share (:func:`gdjax.distributed.reduce`); each process's
+    ``batches_fn()`` then yields its share, and at least one batch.
     """
     if sum(bits) != 32:
         raise ValueError(f"bits {bits} must sum to 32")
@@ -346,6 +361,8 @@ def exact_quantiles(
             state = update(state, batch, tables)
         if state is None:
             raise ValueError("batches_fn() yielded nothing")
+        if combine is not None:
+            state = combine(state)
         if search is None:
             search = quantile_start(int(state.count), qs, state.hist.shape[0])
         search = quantile_refine(search, state)

@@ -20,13 +20,20 @@ Counting passes save their state with orbax after a batch at most every ``checkp
 (30 s by default; a shorter pass is simply redone) and a finished layer's ``stats.npz`` is
 written whole or not at all; together with the cache's own progress a run stopped at any point
 (Ctrl-C, ``kill -9``) resumes where it stopped and ends with the same bytes.
+
+Under ``jax.distributed`` (:mod:`gdjax.distributed`; ``outdir`` on a file system every process
+sees) each process makes its share of both latent sets and counts its share of every pass; the
+counts are summed across processes, process 0 writes the results and the report, and the
+bytes equal a one-process run's. The statistics then follow the networks instead of running
+beside them. When a process stops, the others stop at their next synchronisation point, and
+relaunching every process resumes each where it stopped.
 """
 
 from __future__ import annotations
 
 import os
 
-from gdjax import progress, rundir
+from gdjax import distributed, progress, rundir
 from gdjax.dissect import cache, layer, passes, schedule
 from gdjax.dissect.result import LayerResult
 from gdjax.dissect.settings import Settings
@@ -68,7 +75,9 @@ def dissect(
     fn = cache.model_fn(module, params, segmenter, settings.layers, settings.downsample, True)
     zdim = module.sizes[0]
     shapes = cache.output_shapes(fn, zdim, settings.batch_size, settings.micro)  # one trace
-    rundir.check_run(outdir, settings.to_json(), "dissection", overwrite)
+    distributed.first(
+        lambda: rundir.check_run(outdir, settings.to_json(), "dissection", overwrite), "settings"
+    )
 
     stats_batch = passes.stats_batch(settings.samples, tuple(shapes[1].shape[1:3]))
     todo = [name for name in settings.layers if not os.path.exists(stats_path(outdir, name))]
@@ -96,10 +105,12 @@ def dissect(
     def results(lv: dict, watch: cache.Watch) -> None:
         main = watch.wait(0)
         for name in todo:
-            layer.result(
+            res = layer.result(
                 name, main, lv[name], label_category, num_categories, settings,
                 workdir=os.path.join(outdir, name, "passes"), ready=watch.wait, **common,
-            ).save(stats_path(outdir, name))  # fmt: skip
+            )  # fmt: skip
+            if distributed.is_main():  # every process holds the same result
+                res.save(stats_path(outdir, name))
 
     def compile_all() -> None:
         if todo:
@@ -109,7 +120,12 @@ def dissect(
                 )
 
     jobs = schedule.Jobs(settings.iqr_mode, compile_all, collect, levels, results)
+    # Several processes: each does its share of every job, one job after another.
+    overlap = overlap and distributed.count() == 1
     main = (schedule.overlapped if overlap else schedule.sequential)(jobs)
+    if not distributed.is_main():  # process 0 writes the report
+        distributed.barrier("report written")
+        return record.read(os.path.join(outdir, "dissect.json"))
 
     colors = draw.palette(len(labels))
     layers = []
@@ -125,4 +141,5 @@ def dissect(
         )  # fmt: skip
     rec = record.report_record(settings, layers, labels, colors)
     write.write_report(outdir, rec)
+    distributed.barrier("report written")
     return rec

@@ -12,8 +12,17 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
 
-__all__ = ["fold_units", "unit_slices", "unit_values", "units_per_step"]
+__all__ = [
+    "fold_units",
+    "over_units",
+    "unit_devices",
+    "unit_slices",
+    "unit_values",
+    "units_per_step",
+]
 
 
 def unit_slices(values: jax.Array) -> jax.Array:
@@ -71,3 +80,28 @@ def fold_units(num_units: int, one_unit: Callable, rows, group: int | None = Non
         )
 
     return jax.lax.fori_loop(0, num_units // group, group_body, rows)
+
+
+def unit_devices(num_units: int, devices=None) -> list:
+    """The local devices a pass of ``num_units`` units is split over: the first ``d`` of
+    them, ``d`` the largest device count that divides ``num_units`` (so each device holds
+    an equal number of whole units)."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    d = len(devices)
+    while num_units % d:
+        d -= 1
+    return devices[:d]
+
+
+def over_units(fn: Callable, num_units: int, in_specs, out_specs, devices=None) -> Callable:
+    """``fn`` with its unit axis (named ``'units'`` in the ``PartitionSpec`` pytrees
+    ``in_specs`` and ``out_specs``) split over :func:`unit_devices` with ``shard_map``, for
+    use inside ``jit``: each device runs ``fn`` on its own units, every unit by the same
+    per-unit program as on one device, so any device count gives the same bytes. Fields
+    without a unit axis (``PartitionSpec()``) are computed alike on every device. ``fn``
+    itself with one device."""
+    devices = unit_devices(num_units, devices)
+    if len(devices) == 1:
+        return fn
+    mesh = Mesh(np.asarray(devices), ("units",))
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
