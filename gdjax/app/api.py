@@ -45,7 +45,6 @@ __all__ = [
     "Intervention",
     "Mask",
     "Spec",
-    "compose_planes",
     "decode_mask",
     "intervention_planes",
     "planes",
@@ -220,12 +219,26 @@ def pool(mask: np.ndarray, size: tuple[int, int], mode: str = "max") -> np.ndarr
 # ----------------------------------------------------------------------------------- planes
 
 
+def _pooled(mask: Mask, size: tuple[int, int], mode: str) -> np.ndarray:
+    shape = tuple(mask.shape) if mask.shape else None
+    bounds = tuple(mask.bitbounds) if mask.bitbounds else None
+    return _pool_cached(mask.bitstring, shape, bounds, tuple(size), mode)
+
+
+@functools.lru_cache(maxsize=512)
+def _pool_cached(bitstring: str, shape, bounds, size, mode) -> np.ndarray:
+    out = pool(_decode(bitstring, shape, bounds), size, mode)
+    out.setflags(write=False)
+    return out
+
+
 def intervention_planes(iv: Intervention, spec: Spec):
-    """``(alpha, value)`` of one intervention at the served layer: ``alpha [H, W, C]`` (mask
-    folded in), ``value [C]``; ``None`` when it sets no unit."""
+    """One intervention at the served layer as ``(units [k], alpha [H, W, k], value [k])``:
+    the units it sets, their alpha planes (mask folded in) and values; ``None`` when it sets
+    no unit."""
     alpha = np.zeros(spec.num_units, np.float32)
     value = np.zeros(spec.num_units, np.float32)
-    used = False
+    used = np.zeros(spec.num_units, bool)
     for ab in iv.ablations:
         if ab.layer != spec.layer:
             raise InputError(f"ablations.layer {ab.layer!r}: this server edits {spec.layer!r}")
@@ -236,40 +249,36 @@ def intervention_planes(iv: Intervention, spec: Spec):
         a = 1.0 if ab.alpha is None else ab.alpha
         v = 0.0 if ab.value is None else ab.value
         if a != 0.0 or v != 0.0:
-            alpha[ab.unit], value[ab.unit] = a, v
-            used = True
-    if not used:
+            alpha[ab.unit], value[ab.unit], used[ab.unit] = a, v, True
+    units = np.flatnonzero(used)
+    if not len(units):
         return None
     m = np.ones(spec.size, np.float32)
     if iv.mask is not None:
-        m = pool(decode_mask(iv.mask), spec.size, iv.maskpooling)
-    return m[:, :, None] * alpha, value
-
-
-def compose_planes(pairs) -> tuple[np.ndarray, np.ndarray]:
-    """Alpha-over composition of ``[(alpha [H, W, C], value [C] or [H, W, C])]`` in order:
-    ``a = 1 - (1 - a_acc)(1 - a_new)``, ``v = (v_acc a_acc (1 - a_new) + v_new a_new) / a``
-    (0 where ``a = 0``), the formula of :func:`gdjax.intervene.compose`. Returns
-    ``(a, v)``, both ``[H, W, C]``."""
-    a, v = None, None
-    for a_new, v_new in pairs:
-        v_new = np.broadcast_to(v_new, a_new.shape)
-        if a is None:
-            a, v = a_new, np.where(a_new > 0, v_new, 0.0).astype(np.float32)
-            continue
-        a_out = 1 - (1 - a) * (1 - a_new)
-        num = v * a * (1 - a_new) + v_new * a_new
-        pos = a_out > 0
-        v = np.where(pos, num / np.where(pos, a_out, 1.0), 0.0).astype(np.float32)
-        a = a_out.astype(np.float32)
-    return a, v
+        m = _pooled(iv.mask, spec.size, iv.maskpooling)
+    return units, m[:, :, None] * alpha[units], value[units]
 
 
 def planes(interventions, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
-    """The composed ``(alpha, value)`` planes ``[H, W, C]`` of a request's interventions
-    (zeros, the identity edit, when there are none); :class:`InputError` on bad ones."""
-    pairs = [p for iv in interventions or () if (p := intervention_planes(iv, spec)) is not None]
-    if not pairs:
-        zeros = np.zeros((*spec.size, spec.num_units), np.float32)
-        return zeros, zeros
-    return compose_planes(pairs)
+    """The ``(alpha, value)`` planes ``[H, W, C]`` of a request's interventions composited
+    alpha-over in order (zeros, the identity edit, when there are none); :class:`InputError`
+    on bad ones.
+
+    ``a = 1 - (1 - a_acc)(1 - a_new)``, ``v = (v_acc a_acc (1 - a_new) + v_new a_new) / a``
+    (0 where ``a = 0``): the formula of :func:`gdjax.intervene.compose`, evaluated only on the
+    units each intervention sets (on the others ``a_new = 0`` leaves both planes as they are).
+    """
+    a = np.zeros((*spec.size, spec.num_units), np.float32)
+    v = np.zeros_like(a)
+    for iv in interventions or ():
+        p = intervention_planes(iv, spec)
+        if p is None:
+            continue
+        units, a_new, v_new = p
+        a_acc, v_acc = a[..., units], v[..., units]
+        a_out = 1 - (1 - a_acc) * (1 - a_new)
+        num = v_acc * a_acc * (1 - a_new) + v_new * a_new
+        pos = a_out > 0
+        v[..., units] = np.where(pos, num / np.where(pos, a_out, 1.0), 0.0)
+        a[..., units] = a_out
+    return a, v
