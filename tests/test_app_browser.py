@@ -36,7 +36,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 FLAGS = ("--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run "
          "--disable-background-networking --disable-component-update --disable-sync "
-         "--window-size=1280,760 --hide-scrollbars").split()  # fmt: skip
+         "--window-size=1280,820 --hide-scrollbars").split()  # fmt: skip
 STAGE = 512  # the page shows the image at 512 x 512 CSS px
 
 

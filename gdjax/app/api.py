@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 MAX_IDS = 16  # images per generate request
-MAX_ID = 1_000_000  # latent ids are indices into the seed-1 latent set
+MAX_ID = 10_000  # latent ids index the seed-1 latent set (kept in memory: 20 MB at 512-d)
 MAX_SIDE = 4096  # largest mask canvas side
 MAX_INTERVENTIONS = 256
 MAX_ABLATIONS = 4096

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gdjax import progress as _progress
-from gdjax.app.api import Spec
+from gdjax.app.api import MAX_ID, Spec
 from gdjax.errors import InputError
 from gdjax.intervene import ace, edits
 from gdjax.models import proggan
@@ -105,7 +105,8 @@ class Engine:
         """Latents of ``ids`` in the seed-1 set (prefix-stable, grown on demand)."""
         need = max(ids) + 1
         if need > len(self._zs):
-            self._zs = proggan.sample_z(max(need, 2 * len(self._zs), 64), 1, self.spec.zdim)
+            n = max(need, min(2 * len(self._zs), MAX_ID), 64)
+            self._zs = proggan.sample_z(n, 1, self.spec.zdim)
         return self._zs[list(ids)]
 
     def _remember(self, key, h: np.ndarray) -> None:
