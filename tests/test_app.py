@@ -268,7 +268,6 @@ def test_malformed_requests_never_reach_the_model(world, client, monkeypatch):
 
 
 def test_get_routes(world, client):
-    eng = world.eng
     q = {"project": W.PROJECT, "layer": "layer4"}
     assert client.get("/api/all_projects").json() == [
         {"project": W.PROJECT, "info": {"layers": ["layer4"]}}]  # fmt: skip
@@ -289,10 +288,11 @@ def test_get_routes(world, client):
     assert labels[W.DOOR]["label"] == "door" and labels[W.DOOR]["color"] == [140, 70, 20]
     assert client.get("/api/levels", params={**q, "quantiles": "1.5"}).status_code == 400
     assert client.get("/api/units", params={**q, "layer": "layer3"}).status_code == 404
+    assert "/api/generate" in client.get("/api/openapi.json").json()["paths"]
+    assert client.get("/api/docs").status_code == 404  # its page would load a CDN
     page = client.get("/")
     assert page.status_code == 200 and '<canvas id="paint"' in page.text
     assert "http" not in page.text.split("<script>")[1]  # no CDN: everything inline
-    _ = eng
 
 
 # ------------------------------------------------------------------------- ground truth

@@ -69,7 +69,9 @@ def create_app(engine: Engine, record: dict, *, project: str, dissect_dir: str |
         colors = draw.palette(max(len(seg_labels), 1))
     colors = np.asarray(colors, np.uint8)
 
-    app = FastAPI(title="gdjax paint", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    # No interactive docs pages: they load scripts from a CDN; the schema is served.
+    app = FastAPI(title="gdjax paint", docs_url=None, redoc_url=None,
+                  openapi_url="/api/openapi.json")  # fmt: skip
     image_dir = os.path.join(dissect_dir, layer, "image") if dissect_dir else None
     if image_dir and os.path.isdir(image_dir):
         app.mount(f"/data/{layer}/image", StaticFiles(directory=image_dir), name="unit-images")
