@@ -2,16 +2,24 @@
 
     python -m benchmarks.dissect --setup demo --samples 1000
     python -m benchmarks.dissect --setup full --samples 200      # PGGAN-256 + upp, random weights
+    python -m benchmarks.dissect --size full     # the accelerator goal: full setup, 10,000 samples
+    python -m benchmarks.dissect --size small    # the same script end to end in a minute on CPU
+
+``--size full`` is ``--setup full --samples 10000`` (target on one H200: one layer in < 60 s);
+``--size small`` is tiny random networks (``--setup tiny``) and 64 samples.
 
 Times, in one process: (a) the bare generator + segmenter passes over the dissection's latent
 sets (seed 1 and, for IQR, seed 2), jitted and compiled beforehand, in the same batches (the
 last one padded, as the dissection's cache pads it); (b) a complete :func:`gdjax.dissect.dissect`
 into a fresh directory (its own compilations, the cache, every statistics pass, strips and the
 report). Prints both and the ratio b / a (target <= 1.25); and, since (b) pays the networks'
-compilation that (a) leaves out, also b / (a + that compilation time).
+compilation that (a) leaves out, also b / (a + that compilation time). Also the generator's
+and the segmenter's images per second, each alone over the first latent set, and a last line
+``json: {...}`` with every figure.
 """
 
 import argparse
+import json
 import tempfile
 import time
 
@@ -27,6 +35,12 @@ from gdjax.world import train_segmenter
 
 
 def models(setup: str):
+    if setup == "tiny":
+        seg = seglib.from_config(
+            train_segmenter.demo_config(stem=(8, 8, 8), planes=(8, 8, 8, 8), depths=(1, 1, 1, 1),
+                                        dim=8), key=jax.random.key(0),
+        )  # fmt: skip
+        return proggan.init((16, 16, 16, 8, 8, 8), seed=0), seg, "tiny random networks"
     if setup == "demo":
         try:
             from gdjax import demo
@@ -43,13 +57,16 @@ def models(setup: str):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--setup", choices=["demo", "full"], default="demo")
+    ap.add_argument("--setup", choices=["demo", "full", "tiny"], default="demo")
     ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--size", choices=["small", "full"], help="a preset of setup and samples")
     ap.add_argument("--layers", default="layer4")
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--micro", type=int, default=8)
     ap.add_argument("--warm", action="store_true", help="also time a rerun (see above)")
     a = ap.parse_args(argv)
+    if a.size:
+        a.setup, a.samples = {"small": ("tiny", 64), "full": ("full", 10000)}[a.size]
     xla_dir = tempfile.TemporaryDirectory() if a.warm else None
     if xla_dir is not None:
         compile_cache.enable(xla_dir.name)
@@ -83,6 +100,9 @@ def main(argv=None):
           f"first call (trace, compile, 1 batch) {firsts[0]:.1f} s"
           + (f", with the compilation cache warm {firsts[1]:.1f} s" if a.warm else ""),
           flush=True)  # fmt: skip
+    rates = networks_alone(module, params, seg, layers, sets[0], a.batch_size, a.micro)
+    print(f"generator alone: {rates['generator']:.1f} img/s; segmenter alone: "
+          f"{rates['segmenter']:.1f} img/s", flush=True)  # fmt: skip
     times = []
     for i in range(2 if a.warm else 1):
         if i:
@@ -100,8 +120,47 @@ def main(argv=None):
         print(f"{name + ':':33s}{full:8.1f} s")
         print(f"  ratio:                         {full / bare:8.2f}")
         print(f"  ratio, bare with its one-time cost ({once:.1f} s): {full / (bare + once):.2f}")
+    figures = {
+        "backend": jax.default_backend(), "devices": len(jax.local_devices()), "setup": what,
+        "layers": layers, "samples": a.samples, "bare_seconds": bare,
+        "bare_images_per_second": 2 * a.samples / bare, "one_time_seconds": setup[0],
+        "dissection_seconds": times[0], "ratio": times[0] / bare,
+        "ratio_with_one_time": times[0] / (bare + setup[0]),
+        "generator_images_per_second": rates["generator"],
+        "segmenter_images_per_second": rates["segmenter"],
+    }  # fmt: skip
+    print("json:", json.dumps(figures))
     if xla_dir is not None:
         xla_dir.cleanup()
+
+
+def networks_alone(module, params, seg, layers, z, batch_size: int, micro: int) -> dict:
+    """Images per second of the generator (with the dissected layers captured) and of the
+    segmenter (on the generator's images, at half resolution), each jitted, compiled and
+    warmed first, over ``z`` in batches of ``batch_size`` (the last padded)."""
+    from gdjax.models import segmenter as segmod
+
+    def gen(zb):
+        images, acts = module.apply({"params": params}, zb, capture=tuple(layers))
+        return images, acts
+
+    g = jax.jit(lambda zz: jax.lax.map(gen, zz.reshape(-1, micro, zz.shape[-1])))
+    s = jax.jit(lambda im: jax.lax.map(lambda x: segmod.segment(seg, x, 2),
+                                       im.reshape(-1, micro, *im.shape[1:])))  # fmt: skip
+    n = len(z)
+    batches = [np.minimum(np.arange(i, i + batch_size), n - 1) for i in range(0, n, batch_size)]
+    images0 = g(jnp.asarray(z[batches[0]]))[0]
+    jax.block_until_ready(s(images0.reshape(-1, *images0.shape[2:])))  # both compiled
+    images, t = [], time.perf_counter()
+    for idx in batches:
+        out = g(jnp.asarray(z[idx]))[0]
+        images.append(jax.block_until_ready(out.reshape(-1, *out.shape[2:])))
+    g_time, t = time.perf_counter() - t, time.perf_counter()
+    for im in images:
+        jax.block_until_ready(s(im))
+    s_time = time.perf_counter() - t
+    done = len(batches) * batch_size  # images computed, padding included
+    return {"generator": done / g_time, "segmenter": done / s_time}
 
 
 if __name__ == "__main__":
