@@ -13,7 +13,7 @@ import types
 import numpy as np
 
 from gdjax import demo
-from gdjax.app import engine, server
+from gdjax.app import engine
 
 LAYER = "layer4"
 PROJECT = "demo"
@@ -40,6 +40,8 @@ def rankings(hs: np.ndarray, labels: np.ndarray, classes) -> list[dict]:
 @functools.lru_cache(maxsize=1)
 def world():
     """``(eng, app, record, images [SEEDS, R, R, 3] uint8, labels [SEEDS, R, R])``."""
+    from gdjax.app import server  # needs the [app] extra: the tests skip without it
+
     module, params = demo.generator()
     seg = demo.segmenter()
     levels = engine.level_table(module, params, LAYER, samples=50)
