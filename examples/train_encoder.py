@@ -27,6 +27,7 @@ flags.DEFINE_integer("steps", train.Config().steps, "train until this step")
 flags.DEFINE_integer("batch_size", train.Config().batch_size, "latents per step")
 flags.DEFINE_float("pixel_weight", train.Config().pixel_weight, "weight of the image loss")
 flags.DEFINE_integer("seed", 0, "initialization and latent seed")
+flags.DEFINE_integer("stop_at", None, "stop after this step (the schedule stays --steps')")
 flags.DEFINE_integer("checkpoint_every", 250, "steps between checkpoints")
 flags.DEFINE_string("outdir", os.path.join(cli.OUT, "train_encoder"), "run directory")
 flags.DEFINE_string("export", None, "write the trained encoder here when done")
@@ -41,13 +42,14 @@ def main(argv):
     cfg = train.Config(layer=FLAGS.layer, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
                        pixel_weight=FLAGS.pixel_weight)  # fmt: skip
     t0 = time.time()
-    module, params = train.train(FLAGS.outdir, gen, cfg, FLAGS.seed, FLAGS.checkpoint_every)
+    module, params, step = train.train(FLAGS.outdir, gen, cfg, FLAGS.seed, FLAGS.checkpoint_every,
+                                       stop_at=FLAGS.stop_at)  # fmt: skip
     if FLAGS.export:
         encoder.save(FLAGS.export, module, params, FLAGS.layer, gen[0].sizes,
-                     recipe="python examples/train_encoder.py", train=cfg._asdict(),
+                     recipe="python examples/train_encoder.py", train=cfg._asdict(), step=step,
                      seed=FLAGS.seed, generator=FLAGS.generator,
                      seconds_this_run=round(time.time() - t0, 1))  # fmt: skip
-        print(f"exported the {FLAGS.layer} encoder ({cfg.steps} steps) to {FLAGS.export}")
+        print(f"exported the {FLAGS.layer} encoder (step {step} of {cfg.steps}) to {FLAGS.export}")
     print(f"run directory: {FLAGS.outdir} (log.jsonl, checkpoints/)")
 
 

@@ -41,7 +41,7 @@ def _interrupt_after(monkeypatch, n):
 
 def test_encoder_training_reduces_loss_and_resumes_to_the_same_weights(gen, tmp_path, monkeypatch):
     cfg = train.Config(steps=30, batch_size=8, lr=3e-3, warmup=2, pixel_weight=1.0)
-    module, params = train.train(str(tmp_path / "a"), gen, cfg, checkpoint_every=10,
+    module, params, _ = train.train(str(tmp_path / "a"), gen, cfg, checkpoint_every=10,
                                  log=lambda s: None, show_progress=False)  # fmt: skip
     # The loss on a fixed batch of pairs, before and after.
     z = jax.random.normal(jax.random.PRNGKey(99), (16, SIZES[0]))
@@ -56,10 +56,11 @@ def test_encoder_training_reduces_loss_and_resumes_to_the_same_weights(gen, tmp_
     _interrupt_after(monkeypatch, 13)  # a checkpoint at step 13 (Ctrl-C) after the one at 10
     with pytest.raises(KeyboardInterrupt):
         train.train(str(tmp_path / "b"), gen, cfg, checkpoint_every=10, log=lambda s: None)
-    _, resumed = train.train(str(tmp_path / "b"), gen, cfg, checkpoint_every=10,
+    _, resumed, step = train.train(str(tmp_path / "b"), gen, cfg, checkpoint_every=10,
                              log=lambda s: None, show_progress=False)  # fmt: skip
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+    assert step == 30
     steps = [json.loads(line)["step"] for line in open(tmp_path / "b" / "log.jsonl")]
     assert steps == [10, 13, 20, 30]
 
@@ -185,5 +186,5 @@ def test_blend_keeps_the_original_outside_the_mask_exactly():
     np.testing.assert_array_equal(out[mask == 0], original[mask == 0])
     np.testing.assert_array_equal(out[region], edited[region])  # painted: fully the edit
     assert 0 < mask[:, 7, 12].min() < 1 and mask[:, 6, 12].max() == 0  # feathered by 1 px
-    free = np.asarray(blend.change_mask(edited, recon))  # no region: where it changed
+    free = np.asarray(blend.change_mask(edited, recon, feather=1))  # no region: where it changed
     assert free[:, 12, 12].min() == 1 and free[:, 0, 20].max() == 0 and free[:, 30, 0].min() > 0

@@ -17,6 +17,7 @@ loss on the demo segmenter's features. :func:`edit` regenerates the representati
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -126,6 +127,11 @@ def insertion(rep: Representation, units, value, region) -> edlib.Edit:
     return edlib.insertion(rep.layer, units, value, mask=edlib.pool_mask(region, grid))
 
 
+@functools.lru_cache(maxsize=8)
+def _edit_fn(module: proggan.Generator):
+    return jax.jit(lambda p, r, e: (generate(module, p, r), generate(module, p, r, e)))
+
+
 class EditResult(NamedTuple):
     reconstruction: np.ndarray  # [N, R, R, 3] the representation regenerated, unedited
     edited: np.ndarray  # [N, R, R, 3] regenerated under the edits
@@ -142,8 +148,7 @@ def edit(
     arguments of :func:`gdjax.invert.blend.change_mask`.
     """
     original = image.check_array(original, module.resolution, "original")
-    run = jax.jit(lambda p, r, e: (generate(module, p, r), generate(module, p, r, e)))
-    recon, edited = run(params, rep, edits)
+    recon, edited = _edit_fn(module)(params, rep, edits)
     m = blend.change_mask(edited, recon, region, **mask)
     out = blend.blend(original, edited, m)
     return EditResult(np.asarray(recon), np.asarray(edited), np.asarray(m), out)

@@ -71,9 +71,9 @@ def loss_fn(params, module: enc.Encoder, gen, h, images, layer: str, pixel_weigh
     return h_loss + pixel_weight * pixel, (h_loss, pixel)
 
 
-def make_step(module: enc.Encoder, gen, cfg: Config, seed: int):
+@functools.lru_cache(maxsize=8)  # one compilation per configuration, shared by resumed runs
+def make_step(module: enc.Encoder, gen_module, cfg: Config, seed: int):
     """A jitted ``(state, gen_params) -> (state, (loss, h_loss, pixel_loss))``."""
-    gen_module, _ = gen
     opt = _optimizer(cfg)
     key0 = jax.random.PRNGKey(seed)
 
@@ -111,11 +111,15 @@ def train(
     checkpoint_every: int = 250,
     log: Callable[[str], None] = print,
     show_progress: bool = True,
+    stop_at: int | None = None,
 ):
     """Train (or resume) the encoder for ``cfg.layer`` of ``gen = (module, params)``.
 
+    ``stop_at``: stop (with a checkpoint) after this step, short of ``cfg.steps``; the schedule
+    is still the one of ``cfg.steps``, and a later call resumes from there.
+
     Writes ``settings.json``, orbax checkpoints every ``checkpoint_every`` steps and on Ctrl-C,
-    and ``log.jsonl`` (one line per checkpoint). Returns ``(encoder module, params)``.
+    and ``log.jsonl`` (one line per checkpoint). Returns ``(encoder module, params, step)``.
     """
     import orbax.checkpoint as ocp
 
@@ -132,7 +136,7 @@ def train(
             target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state._asdict())
             state = TrainState(**mngr.restore(last, args=ocp.args.StandardRestore(target)))
         first = int(state.step)
-        step = make_step(module, gen, cfg, seed)
+        step = make_step(module, gen_module, cfg, seed)
         metrics, t0 = None, time.time()
 
         def save():
@@ -145,19 +149,20 @@ def train(
                 with open(os.path.join(directory, "log.jsonl"), "a") as f:
                     f.write(json.dumps(record) + "\n")
 
-        if first < cfg.steps:
-            log(f"training the {cfg.layer} encoder from step {first} to {cfg.steps} in {directory}")
-        steps = range(first, cfg.steps)
+        end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        if first < end:
+            log(f"training the {cfg.layer} encoder from step {first} to {end} in {directory}")
+        steps = range(first, end)
         try:
             for s in progress.bar(steps, "encoder", disable=not show_progress, warmup=True):
                 state, metrics = step(state, gen_params)
-                if (s + 1) % checkpoint_every == 0 or s + 1 == cfg.steps:
+                if (s + 1) % checkpoint_every == 0 or s + 1 == end:
                     save()
         except KeyboardInterrupt:
             log(f"interrupted at step {int(state.step)}: saving a checkpoint")
             save()
             raise
-    return module, state.params
+    return module, state.params, int(state.step)
 
 
 @functools.lru_cache(maxsize=4)
