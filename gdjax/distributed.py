@@ -28,6 +28,7 @@ where each one stopped.
 from __future__ import annotations
 
 import atexit
+import io
 import itertools
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ __all__ = [
     "ProcessLost",
     "allgather",
     "barrier",
+    "concat",
     "count",
     "first",
     "index",
@@ -49,8 +51,10 @@ __all__ = [
     "is_main",
     "reduce",
     "share",
+    "share_lengths",
 ]
 
+CHUNK = 2**21  # bytes per key-value entry (well below gRPC's message limit)
 _seq = itertools.count()  # every process calls the synchronising functions in the same order
 
 
@@ -166,18 +170,57 @@ def barrier(name: str, timeout: float | None = None, poll: float = 0.05) -> None
 def allgather(tree: Any, name: str = "allgather") -> Any:
     """Every process's ``tree`` (arrays of equal shapes on all processes), stacked on a new
     leading axis ``[P, ...]`` as NumPy arrays, in process order. Collective: every process
-    calls it. With one process, ``tree`` with a leading axis of 1."""
+    calls it. With one process, ``tree`` with a leading axis of 1.
+
+    The arrays travel through JAX's coordination service (its key-value store, in pieces of
+    ``CHUNK`` bytes), not through a compiled collective: nothing to compile, the same on every
+    platform, and a stopped process is reported (:func:`barrier`) instead of hanging a
+    collective. The states gathered are counters (tens of MB at most)."""
     tree = jax.tree.map(np.asarray, tree)
     if count() == 1:
         return jax.tree.map(lambda x: x[None], tree)
-    from jax.experimental import multihost_utils
+    leaves, treedef = jax.tree.flatten(tree)
+    client = _client()
+    key = f"gdjax/{next(_seq)}/{name}/data/"
+    buf = io.BytesIO()
+    np.savez(buf, *leaves)
+    data = buf.getvalue()
+    pieces = range(0, max(len(data), 1), CHUNK)
+    for i, start in enumerate(pieces):
+        client.key_value_set_bytes(f"{key}{index()}/{i}", data[start : start + CHUNK])
+    client.key_value_set(f"{key}{index()}/pieces", str(len(pieces)))
+    barrier(name)  # every piece of every process is stored
+    parts = []
+    for p in range(count()):
+        get = lambda k: client.blocking_key_value_get_bytes(k, 600_000)  # noqa: E731
+        n = int(client.blocking_key_value_get(f"{key}{p}/pieces", 600_000))
+        blob = b"".join(get(f"{key}{p}/{i}") for i in range(n))
+        with np.load(io.BytesIO(blob)) as f:
+            parts.append([f[f"arr_{i}"] for i in range(len(leaves))])
+    barrier(name + " read")
+    client.key_value_delete(f"{key}{index()}/")  # this process's pieces (a directory)
+    stacked = [np.stack([part[i] for part in parts]) for i in range(len(leaves))]
+    return jax.tree.unflatten(treedef, stacked)
 
-    barrier(name)  # a stopped process is reported here rather than inside the collective
-    try:
-        out = multihost_utils.process_allgather(tree, tiled=False)
-    except (ValueError, RuntimeError) as e:  # the transport failed: a process stopped
-        raise _lost("a collective failed", f" ({str(e).splitlines()[0][:200]})") from e
-    return jax.tree.map(np.asarray, out)
+
+def concat(x: np.ndarray, lengths: list[int], name: str = "concat") -> np.ndarray:
+    """Every process's rows ``x [lengths[p], ...]`` concatenated in process order (the same
+    array on every process; ``lengths`` as every process knows them, e.g. from
+    :func:`share`). Collective. ``x`` itself with one process."""
+    x = np.asarray(x)
+    if count() == 1:
+        return x
+    if len(x) != lengths[index()]:
+        raise ValueError(f"process {index()} has {len(x)} rows, expected {lengths[index()]}")
+    padded = np.zeros((max(lengths), *x.shape[1:]), x.dtype)
+    padded[: len(x)] = x
+    stacked = allgather(padded, name)
+    return np.concatenate([stacked[p, :n] for p, n in enumerate(lengths)])
+
+
+def share_lengths(n: int) -> list[int]:
+    """Items (:func:`share`) of ``n`` each process computes."""
+    return [b - a for a, b in (share(n, p) for p in range(count()))]
 
 
 def reduce(tree: Any, combine: Callable[[Any, Any], Any], name: str = "reduce") -> Any:
