@@ -23,6 +23,7 @@ from converters import stylegan2 as conv  # noqa: E402
 from converters.common import ConversionError, MismatchError  # noqa: E402
 from gdjax.models import stylegan2  # noqa: E402
 from tests import torch_stylegan2 as ref  # noqa: E402
+from tests.test_stylegan2 import run  # noqa: E402
 
 SIZES = {16: (32, 24, 16), 256: (32, 32, 16, 16, 8, 8, 8)}
 Z = 24
@@ -93,7 +94,7 @@ def _rosinality(res, seed):
 
 def _compare(module, params, torch_acts, torch_img, z):
     names = [*module.layers[:-1], *module.style_layers]
-    img, acts = module.apply({"params": params}, z, capture=names)
+    img, acts = run(module, params, z, capture=names)
     for name in names:
         want = torch_acts[name].detach().numpy()
         want = np.transpose(want, (0, 2, 3, 1)) if want.ndim == 4 else want
@@ -159,7 +160,7 @@ def test_rosinality_without_latent_avg_gets_the_mean_w(tmp_path):
     assert "w_avg" in info
     zs = jax.random.normal(jax.random.PRNGKey(0), (10_000, Z))
     with torch.no_grad():
-        w = g.style(torch.from_numpy(np.asarray(zs))).mean(0).numpy()
+        w = g.style(torch.from_numpy(np.array(zs))).mean(0).numpy()
     np.testing.assert_allclose(np.asarray(params["mapping"]["w_avg"]), w, rtol=0, atol=1e-4)
 
 
@@ -211,5 +212,5 @@ def test_command_line_writes_a_loadable_directory(tmp_path, capsys):
     z = np.random.RandomState(2).standard_normal((1, Z)).astype(np.float32)
     with torch.no_grad():
         img, _ = g(torch.from_numpy(z))
-    out, _ = module.apply({"params": params}, z)
+    out, _ = run(module, params, z)
     np.testing.assert_allclose(np.asarray(out), img.numpy().transpose(0, 2, 3, 1), atol=1e-4)

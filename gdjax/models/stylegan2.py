@@ -429,10 +429,14 @@ def abstract_params(module: Generator):
 def with_mean_w(module: Generator, params, n: int = 10_000, seed: int = 0):
     """``params`` with ``mapping/w_avg`` (the truncation centre) set to the mean ``w`` of ``n``
     latents ``N(0, 1)`` drawn from ``jax.random.PRNGKey(seed)``."""
-    z = jax.random.normal(jax.random.PRNGKey(seed), (n, module.z_dim))
     mapping = MappingNetwork(module.w_dim, module.mapping_layers, module.lr_multiplier, 1)
-    w = mapping.apply({"params": params["mapping"]}, z)[:, 0]
-    return {**params, "mapping": {**params["mapping"], "w_avg": jnp.mean(w, axis=0)}}
+
+    @jax.jit
+    def mean_w(p):
+        z = jax.random.normal(jax.random.PRNGKey(seed), (n, module.z_dim))
+        return jnp.mean(mapping.apply({"params": p}, z)[:, 0], axis=0)
+
+    return {**params, "mapping": {**params["mapping"], "w_avg": mean_w(params["mapping"])}}
 
 
 _CONFIG = ("z_dim", "w_dim", "resolution", "channels", "mapping_layers", "lr_multiplier",

@@ -12,10 +12,11 @@ recorded in each checkpoint's ``config.json`` (``recipe``, steps, seconds).
 from __future__ import annotations
 
 import functools
+import json
 import os
 
 from gdjax.errors import InputError
-from gdjax.models import proggan
+from gdjax.models import proggan, stylegan2
 from gdjax.models import segmenter as seglib
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
 GENERATOR = os.path.join(ASSETS, "generator")
+STYLEGAN2 = os.path.join(ASSETS, "stylegan2")
 SEGMENTER = os.path.join(ASSETS, "segmenter")
 
 
@@ -57,19 +59,45 @@ def generator():
     return proggan.load(GENERATOR)
 
 
+@functools.lru_cache(maxsize=1)
+def stylegan2_generator():
+    """``(module, params)`` of the demo StyleGAN2 (cached; EMA weights, 64x64 output)."""
+    if not os.path.isdir(STYLEGAN2):
+        raise FileNotFoundError(
+            f"the demo StyleGAN2 is not shipped in this checkout ({STYLEGAN2} is missing); make "
+            f"it with `python examples/train_stylegan2.py --export {STYLEGAN2}`"
+        )
+    return stylegan2.load(STYLEGAN2)
+
+
 def load_generator(spec: str = "demo"):
-    """``(module, params)`` for a ``--generator`` flag: ``'demo'``, ``'random:R'`` (random
-    weights at the original's default sizes for ``R x R`` images, reference §1.2) or a gdjax
-    generator checkpoint directory. Bad specs raise :class:`gdjax.errors.InputError`."""
+    """``(module, params)`` for a ``--generator`` flag: ``'demo'``, ``'demo-stylegan2'``,
+    ``'random:R'`` (random PGGAN weights at the original's default sizes for ``R x R`` images,
+    reference §1.2) or a gdjax generator checkpoint directory (PGGAN or StyleGAN2). Bad specs
+    raise :class:`gdjax.errors.InputError`."""
     if spec == "demo":
         return generator()
+    if spec == "demo-stylegan2":
+        return stylegan2_generator()
     if spec.startswith("random:"):
         res = spec.split(":", 1)[1]
         if not res.isdigit() or int(res) not in proggan.SIZES:
             sizes = ", ".join(str(r) for r in sorted(proggan.SIZES))
             raise InputError(f"--generator {spec}: R must be one of {sizes}")
         return proggan.init(proggan.SIZES[int(res)])
-    return _load(proggan.load, spec, "generator")
+    return _load(_generator_dir, spec, "generator")
+
+
+def _generator_dir(path: str):
+    """A PGGAN or StyleGAN2 checkpoint directory, by its config's ``kind`` (PGGAN's loader
+    explains anything else)."""
+    kind = None
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            kind = json.load(f).get("kind")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return (stylegan2.load if kind == stylegan2.KIND else proggan.load)(path)
 
 
 def load_segmenter(spec: str = "demo") -> seglib.Segmenter:

@@ -36,7 +36,7 @@ class Config(NamedTuple):
     z_dim: int = 128
     w_dim: int = 128
     resolution: int = 64
-    channels: tuple[int, ...] = (128, 128, 64, 32, 16)
+    channels: tuple[int, ...] = (64, 64, 32, 16, 8)
     mapping_layers: int = 2
     batch_size: int = 16
     lr: float = 0.002
