@@ -19,6 +19,6 @@
 set -euo pipefail
 OUTDIR=${OUTDIR:-out/dissect-slurm}
 export GDJAX_PROGRESS=${GDJAX_PROGRESS:-0}  # plain lines in the job log
-srun python -m gdjax.distributed examples/dissect.py \
+srun python -m gdjax.launch examples/dissect.py \
     --generator "${GENERATOR:-demo}" --segmenter "${SEGMENTER:-demo}" \
     --samples "${SAMPLES:-10000}" --outdir "$OUTDIR" "$@"

@@ -10,9 +10,9 @@ process every function here does nothing.
 Launch one process per host, all with the same command and output directory (on a file
 system every host sees)::
 
-    python -m gdjax.distributed --coordinator host0:1234 --num_processes 2 --process_id 0 \
+    python -m gdjax.launch --coordinator host0:1234 --num_processes 2 --process_id 0 \
         examples/dissect.py --outdir /shared/out/dissect
-    python -m gdjax.distributed --coordinator host0:1234 --num_processes 2 --process_id 1 \
+    python -m gdjax.launch --coordinator host0:1234 --num_processes 2 --process_id 1 \
         examples/dissect.py --outdir /shared/out/dissect
 
 (or with no flags under SLURM, Open MPI or on Cloud TPU, where JAX reads them from the
@@ -272,14 +272,14 @@ def first(fn: Callable[[], Any], name: str = "first") -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m gdjax.distributed [--coordinator H:P --num_processes N --process_id I]
+    """``python -m gdjax.launch [--coordinator H:P --num_processes N --process_id I]
     [--heartbeat_seconds S] script.py [script flags]``: initialize, then run the script."""
     import argparse
     import os
     import runpy
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m gdjax.distributed", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m gdjax.launch", description=main.__doc__)
     ap.add_argument("--coordinator", help="host:port of process 0 (default: environment)")
     ap.add_argument("--num_processes", type=int)
     ap.add_argument("--process_id", type=int)
@@ -291,9 +291,3 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [a.script, *a.args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(a.script)))  # as `python script.py`
     runpy.run_path(a.script, run_name="__main__")
-
-
-if __name__ == "__main__":
-    from gdjax import distributed as _self  # one module object: its state is shared
-
-    _self.main()
