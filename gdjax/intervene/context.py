@@ -282,12 +282,17 @@ def summarize(res: dict, labels: Sequence[str], cfg: Config, seed: int = 0) -> l
     return out
 
 
-def example_grid(module, params, z, picks, layer: str, units, value, scale: int = 2):
+def example_grid(
+    module, params, z, picks, layer: str, units, value, segment_fn=None, label: int = -1,
+    scale: int = 3,
+):  # fmt: skip
     """Example insertions: uint8 ``[H, W, 3]``, one captioned row per ``picks`` entry.
 
     ``picks``: ``[(row name, [(latent, cell), ...])]`` with latents of ``z [N, Z]`` and cells
-    row-major; every pair is drawn as the image before and after inserting ``units`` at
-    ``value`` in that cell, the cell outlined in yellow on both, tiles enlarged ``scale``x.
+    row-major; every pick is drawn as the image before and after inserting ``units`` at
+    ``value`` in that cell, the cell outlined in yellow, tiles enlarged ``scale``x. With
+    ``segment_fn`` a third tile shows the after image greyed with the pixels of class
+    ``label`` the insertion created in magenta.
     """
     pairs = [p for _, row in picks for p in row]
     if not pairs:
@@ -298,34 +303,40 @@ def example_grid(module, params, z, picks, layer: str, units, value, scale: int 
     cells[np.arange(len(pairs)), [c for _, c in pairs]] = 1
     alpha = edits.unit_alpha(units, np.asarray(value).shape[-1])
     edit = edits.make(layer, alpha, np.asarray(value, np.float32), cells.reshape(-1, *size))
-    before = draw.to_uint8(edits.generate(module, params, zs))
-    after = draw.to_uint8(edits.generate(module, params, zs, edit))
+    images = [edits.generate(module, params, zs), edits.generate(module, params, zs, edit)]
+    before, after = (draw.to_uint8(x) for x in images)
     res = before.shape[1]
+    views = [before, after]
+    if segment_fn is not None:
+        had, now = (np.asarray(segment_fn(x) == label).any(-1) for x in images)
+        new = (now & ~had).repeat(res // now.shape[1], 1).repeat(res // now.shape[2], 2)
+        grey = (after.astype(np.float32).mean(-1, keepdims=True) * 0.5 + 100).astype(np.uint8)
+        views.append(np.where(new[..., None], np.uint8([255, 0, 255]), grey.repeat(3, -1)))
     step = res // size[0] * scale, res // size[1] * scale
     tiles = []
     for k, (_, cell) in enumerate(pairs):
         y, x = divmod(cell, size[1])
-        for img in (before[k], after[k]):
-            t = draw.enlarge(img, scale).copy()
+        for view in views:
+            t = draw.enlarge(view[k], scale).copy()
             y0, x0, y1, x1 = y * step[0], x * step[1], (y + 1) * step[0] - 1, (x + 1) * step[1] - 1
             t[y0 : y1 + 1, [x0, x1]] = t[[y0, y1], x0 : x1 + 1] = (255, 220, 0)
             tiles.append(t)
-    per_row = max(len(row) for _, row in picks)
+    per_row, v = max(len(row) for _, row in picks), len(views)
     blank = np.full_like(tiles[0], 255)
     rows, k = [], 0
     for _, row in picks:
-        rows += tiles[k : k + 2 * len(row)] + [blank] * (2 * (per_row - len(row)))
-        k += 2 * len(row)
-    image = draw.grid(np.stack(rows), ncols=2 * per_row, pad=2)
+        rows += tiles[k : k + v * len(row)] + [blank] * (v * (per_row - len(row)))
+        k += v * len(row)
+    image = draw.grid(np.stack(rows), ncols=v * per_row, pad=3)
     names = [name for name, _ in picks]
-    return draw.caption_rows(image, names, tiles[0].shape[0], pad=2, max_width=200)
+    return draw.caption_rows(image, names, tiles[0].shape[0], pad=3, max_width=200)
 
 
-def pick_examples(res: dict, contexts: list[dict], rows: int = 5, per_row: int = 3):
-    """``[(row name, [(latent, cell)])]``: for the ``rows`` contexts with the most insertions,
+def pick_examples(res: dict, contexts: list[dict], per_row: int = 2):
+    """``[(row name, [(latent, cell)])]``: for each of ``contexts`` (:func:`summarize` rows),
     the ``per_row`` insertions that created the most class pixels, one per latent."""
     picks = []
-    for c in contexts[:rows]:
+    for c in contexts:
         lat, cell = np.nonzero(res["context"] == c["labelnum"])
         order = np.lexsort((cell, lat, -res["created"][lat, cell]))
         chosen, seen = [], set()
@@ -337,7 +348,8 @@ def pick_examples(res: dict, contexts: list[dict], rows: int = 5, per_row: int =
                 break
         best = res["created"][tuple(np.asarray(chosen).T)] if chosen else []
         made = ", ".join(f"{int(b):+d}" for b in best)
-        name = f"{c['label']}: {made} px (best of {c['insertions']})"
+        name = (f"{c['label']} (mean {c['created']:.2f}): the best {len(chosen)} of "
+                f"{c['insertions']}, {made} px")  # fmt: skip
         picks.append((name, chosen))
     return picks
 
@@ -368,7 +380,8 @@ def run(
     Writes ``context.json`` (settings, the value, per context :func:`summarize`),
     ``context.png`` (created pixels per insertion by context, contexts with at least
     ``min_insertions`` insertions, most created first) and ``context-grid.png``
-    (:func:`pick_examples`). Returns the ``context.json`` record with ``paths``.
+    (:func:`pick_examples` of the three charted contexts with the most pixels created and the
+    two with the fewest). Returns the ``context.json`` record with ``paths``.
     """
     cfg = check_config(cfg)
     labels = list(labels)
@@ -419,8 +432,9 @@ def run(
         f"before; pixels counted {within} on the segmentation grid; whiskers: "
         f"{cfg.level:.0%} interval over latents; contexts with >= {min_insertions} insertions",
     )  # fmt: skip
-    picks = pick_examples(res, contexts)
-    image = example_grid(module, params, z, picks, cfg.layer, units, value)
+    rows = shown[:3] + [c for c in shown[-2:] if c not in shown[:3]]  # most and least
+    picks = pick_examples(res, rows)
+    image = example_grid(module, params, z, picks, cfg.layer, units, value, segment_fn, label)
     draw.save_png(paths[2], image)
     out = {
         "classname": classname, "label": label, "layer": cfg.layer, "units": units,
