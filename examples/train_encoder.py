@@ -10,7 +10,6 @@ in --outdir (Ctrl-C saves one); --export writes the encoder as a checkpoint dire
 
 import os
 import sys
-import time
 
 from absl import flags
 
@@ -41,14 +40,12 @@ def main(argv):
     cli.layer(FLAGS.layer, gen[0])
     cfg = train.Config(layer=FLAGS.layer, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
                        pixel_weight=FLAGS.pixel_weight)  # fmt: skip
-    t0 = time.time()
     module, params, step = train.train(FLAGS.outdir, gen, cfg, FLAGS.seed, FLAGS.checkpoint_every,
                                        stop_at=FLAGS.stop_at)  # fmt: skip
     if FLAGS.export:
         encoder.save(FLAGS.export, module, params, FLAGS.layer, gen[0].sizes,
                      recipe="python examples/train_encoder.py", train=cfg._asdict(), step=step,
-                     seed=FLAGS.seed, generator=FLAGS.generator,
-                     seconds_this_run=round(time.time() - t0, 1))  # fmt: skip
+                     seed=FLAGS.seed, generator=FLAGS.generator)  # fmt: skip
         print(f"exported the {FLAGS.layer} encoder (step {step} of {cfg.steps}) to {FLAGS.export}")
     print(f"run directory: {FLAGS.outdir} (log.jsonl, checkpoints/)")
 

@@ -34,7 +34,7 @@ __all__ = ["Config", "TrainState", "init_state", "loss_fn", "make_step", "train"
 
 class Config(NamedTuple):
     layer: str = "layer4"
-    steps: int = 3000
+    steps: int = 1500
     batch_size: int = 16
     lr: float = 1e-3
     warmup: int = 100
