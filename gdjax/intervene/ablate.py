@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdjax import progress
+from gdjax import distributed, progress
 from gdjax.intervene import edits
 from gdjax.report import draw, plots
 
@@ -127,11 +127,15 @@ def sweep(
         edit = lambda a: fractions(edits.tail(module, params, h, layer, edits.make(layer, a)))
         return base, jax.lax.map(edit, eye, batch_size=edit_chunk)
 
+    spans = _spans(len(z), batch_size)
+    first, last = distributed.share(len(spans))  # each process its share of the batches
+    mine = [run(params, jnp.asarray(z[s:e])) for s, e in progress.bar(
+        spans[first:last], f"sweeping {layer}", disable=not show, warmup=True)]  # fmt: skip
+    lengths = distributed.share_lengths(len(spans))
+    bs = distributed.concat(np.stack([np.asarray(b) for b, _ in mine]), lengths, "sweep")
+    abl = distributed.concat(np.stack([np.asarray(a) for _, a in mine]), lengths, "sweep")
     base, ablated = 0.0, 0.0
-    for s, e in progress.bar(
-        _spans(len(z), batch_size), f"sweeping {layer}", disable=not show, warmup=True
-    ):
-        b, a = run(params, jnp.asarray(z[s:e]))
+    for b, a in zip(bs, abl, strict=True):  # in batch order, whoever computed them
         base, ablated = base + np.asarray(b, np.float64), ablated + np.asarray(a, np.float64)
     return base / len(z), ablated / len(z)
 

@@ -14,6 +14,11 @@ call) split at ``cfg.layer`` (:mod:`gdjax.intervene.edits`).
 The reference reads the insertion reward of its training loss at the *present* image's cell
 (``ploc``) instead of the candidate's (``cloc``, reference §4.3, §9 item 11). The default
 here reads it at ``cloc``; ``Config(ploc_bug=True)`` reproduces the reference.
+
+Under ``jax.distributed`` (:mod:`gdjax.distributed`) each process computes its share of the
+present and candidate sets' batches and the results are gathered in batch order (the same
+bytes as one process); the α training, small beside them, runs alike on every process, and
+process 0 writes the files.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gdjax import distributed, rundir
 from gdjax import progress as _progress
-from gdjax import rundir
 from gdjax.errors import InputError
 from gdjax.intervene import edits
 from gdjax.models import proggan
@@ -140,13 +145,30 @@ def present_set(module, params, fns: ClassFns, z, cfg: Config, progress: bool = 
         cov = cell_coverage(fns.mask(edits.tail(module, params, h, cfg.layer)), h.shape[1:3])
         return cov, jnp.einsum("nhwc,nhw->c", h, cov), jnp.sum(cov)
 
-    covs, wsum, total = [], 0.0, 0.0
     spans = _batches(len(z), cfg.inference_batch_size)
-    for s, e in _progress.bar(spans, "ace present set", disable=not progress, warmup=True):
+    mine = spans[slice(*distributed.share(len(spans)))]  # every span with one process
+    covs, sums, totals = [], [], []
+    for s, e in _progress.bar(mine, "ace present set", disable=not progress, warmup=True):
         cov, ws, t = run(params, jnp.asarray(z[s:e]))
         covs.append(np.asarray(cov))
+        sums.append(np.asarray(ws))
+        totals.append(np.asarray(t))
+    cov, sums, totals = _gather(spans, covs, sums, totals)
+    wsum, total = 0.0, 0.0
+    for ws, t in zip(sums, totals, strict=True):  # in batch order, whoever computed them
         wsum, total = wsum + np.asarray(ws, np.float64), total + float(t)
-    return np.concatenate(covs), (wsum / (1e-20 + total)).astype(np.float32)
+    return cov, (wsum / (1e-20 + total)).astype(np.float32)
+
+
+def _gather(spans, rows: list, *per_batch: list) -> tuple:
+    """Each process's rows (a list of ``[batch, ...]`` arrays) and per-batch values over its
+    share of ``spans``, concatenated over processes in order: ``(rows, *per_batch)``."""
+    batches = distributed.share_lengths(len(spans))
+    ends = np.cumsum([0, *batches])
+    lengths = [sum(e - s for s, e in spans[a:b]) for a, b in zip(ends[:-1], ends[1:], strict=True)]
+    rows = distributed.concat(np.concatenate(rows) if rows else np.zeros((0,)), lengths)
+    out = [distributed.concat(np.stack(v) if v else np.zeros((0,)), batches) for v in per_batch]
+    return (rows, *out)
 
 
 def unit_quantiles(module, params, z, layer: str, qs, batch_size: int = 10) -> np.ndarray:
@@ -199,11 +221,20 @@ def candidate_set(module, params, fns: ClassFns, z, k, popularity, cfg: Config, 
         return gain.T * absent
 
     ncell = len(weights)
-    scores = np.zeros((len(z), ncell), np.float32)
     spans = _batches(len(z), cfg.inference_batch_size)
-    for s, e in _progress.bar(spans, "ace candidate set", disable=not progress, warmup=True):
-        cells = rng.choice(ncell, cfg.cells_per_batch, replace=False, p=weights)
-        scores[s:e, cells] = np.asarray(run(params, jnp.asarray(z[s:e]), jnp.asarray(cells)))
+    # Every batch's cells, drawn in order (each process computes its share of the batches).
+    cells = [rng.choice(ncell, cfg.cells_per_batch, replace=False, p=weights) for _ in spans]
+    first, last = distributed.share(len(spans))
+    mine = []
+    for i in _progress.bar(
+        range(first, last), "ace candidate set", disable=not progress, warmup=True
+    ):
+        (s, e), c = spans[i], cells[i]
+        rows = np.zeros((e - s, ncell), np.float32)
+        rows[:, c] = np.asarray(run(params, jnp.asarray(z[s:e]), jnp.asarray(c)))
+        mine.append(rows)
+    (scores,) = _gather(spans, mine)
+    scores = scores.reshape(len(z), ncell)
     return scores, np.argmax(scores, axis=1)
 
 
@@ -291,7 +322,8 @@ def _saved(workdir: str | None, name: str, make):
         with np.load(path) as f:
             return dict(f)
     out = make()
-    rundir.write_npz(path, out)
+    if distributed.is_main():  # every process holds the same arrays
+        rundir.write_npz(path, out)
     return out
 
 
@@ -392,7 +424,7 @@ def optimize(
         snapshots.append(np.asarray(state.alpha))
         eval_loss.append(evaluate(state.alpha))
         train_loss.append(total / max(1, steps * per_step))
-        if saved is not None:
+        if saved is not None and distributed.is_main():
             leaves = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
             rundir.write_npz(saved, {
                 "epochs": np.asarray(epoch + 1), "snapshots": np.stack(snapshots),

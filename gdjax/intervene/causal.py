@@ -10,6 +10,9 @@ reference notebook that produced §14's numbers, each ACE-ranked unit is ablated
 (``mixed_units``; α ≤ 1, so never more than a full ablation), IoU-ranked units fully;
 ``mixed_units=False`` ablates both fully.
 
+Under ``jax.distributed`` every process learns α (each computing its share of the sets,
+:mod:`.ace`); process 0 then measures the removal and writes every file while the others wait.
+
 :func:`run_all` is resumable: each class writes ``<outdir>/<layer>/<class>/result.json`` last
 (atomically) and a rerun with the same settings reuses it, so an interrupted run loses at most
 the class it was on; other settings on the same directory are refused.
@@ -25,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gdjax import rundir
+from gdjax import distributed, rundir
 from gdjax.intervene import ablate, ace
 from gdjax.models import proggan
 from gdjax.report import record
@@ -83,7 +86,7 @@ def run_class(
         "eval_images": eval_images, "eval_seed": eval_seed, "topn": topn,
         "insertion_quantile": insertion_quantile, "mixed_units": mixed_units, **extra,
     }  # fmt: skip
-    rundir.check_run(outdir, settings, "ACE run", overwrite)
+    distributed.first(lambda: rundir.check_run(outdir, settings, "ACE run", overwrite), "settings")
     init = ace.init_from_dissect(rec, cfg.layer, classname)
     value = None
     if insertion_quantile is not None:
@@ -91,6 +94,10 @@ def run_class(
         value = ace.unit_quantiles(module, params, zq, cfg.layer, [insertion_quantile])[0]
     work = os.path.join(outdir, "work")
     result = ace.optimize(module, params, fns, cfg, init, value, progress, workdir=work)
+    if not distributed.is_main():  # process 0 measures the removal and writes the results
+        distributed.barrier(f"{outdir} written")
+        with open(os.path.join(outdir, RESULT)) as f:
+            return json.load(f)
 
     alpha = result.alpha
     orders = {"ace": (np.argsort(-alpha, kind="stable"), alpha)}
@@ -119,6 +126,7 @@ def run_class(
         "seconds": time.time() - start, "paths": [summary, *curves["paths"]], **extra,
     }  # fmt: skip
     rundir.write_json(os.path.join(outdir, RESULT), out)
+    distributed.barrier(f"{outdir} written")
     return out
 
 
@@ -217,7 +225,7 @@ def run_all(
                 "topn": topn, "insertion_quantile": insertion_quantile,
                 "mixed_units": mixed_units, "level": 0.99, **(settings_extra or {})}  # fmt: skip
     root = os.path.join(outdir, cfg.layer)
-    rundir.check_run(root, settings, "ACE run")
+    distributed.first(lambda: rundir.check_run(root, settings, "ACE run"), "settings")
     results = []
     for i, c in enumerate(names):
         path = os.path.join(root, c, RESULT)
@@ -251,7 +259,8 @@ def run_all(
         )
     summary = summarize(results, units, skipped, settings)
     paths = [os.path.join(root, "summary.json"), os.path.join(root, "summary.txt")]
-    rundir.write_json(paths[0], {**summary, "paths": paths})
-    with open(paths[1], "w") as f:
-        f.write(table(summary))
+    if distributed.is_main():
+        rundir.write_json(paths[0], {**summary, "paths": paths})
+        with open(paths[1], "w") as f:
+            f.write(table(summary))
     return {**summary, "paths": paths}
