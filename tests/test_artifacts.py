@@ -50,6 +50,20 @@ def test_frechet_equals_scipy(n, d):
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+def test_frechet_of_fewer_samples_than_dimensions():
+    """A unit's few top images against many features (singular covariance, where scipy's
+    sqrtm is unreliable): the Gram-matrix route equals the eigendecomposition of R S R."""
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(400, 50)) @ rng.normal(size=(50, 50))
+    few = rng.normal(size=(20, 50)) @ rng.normal(size=(50, 50)) + 1.0
+    ref = artifacts.gaussian(real)
+    want = artifacts.frechet(ref, artifacts.gaussian(few))
+    # 1e-7: the square roots of the D x D route's rounding-level eigenvalues (the 30 that are
+    # zero in exact arithmetic) add up to about 1e-8 of the distance.
+    np.testing.assert_allclose(artifacts.frechet(ref, few), want, rtol=1e-7)
+    np.testing.assert_allclose(quality.frechet_distance(real, few), want, rtol=1e-6)
+
+
 def test_rank_planted_features():
     """Unit 3's top images are the only ones with shifted features: it ranks first, and every
     unit's FD is the brute-force FD of its own top images."""

@@ -86,11 +86,23 @@ def frechet(ref: Gaussian, features) -> float:
     two matrices under the square roots are similar, so their traces of square roots agree;
     symmetric eigendecompositions keep the result real and stable for singular covariances.
     """
-    other = features if isinstance(features, Gaussian) else gaussian(features)
-    cross = np.linalg.eigvalsh(ref.root @ other.cov @ ref.root)
+    if isinstance(features, Gaussian):
+        mean, cov = features.mean, features.cov
+        cross = np.linalg.eigvalsh(ref.root @ cov @ ref.root)
+        trace = np.trace(cov)
+    else:
+        f = np.asarray(features, np.float64)
+        mean = f.mean(0)
+        # S = X^T X / (n - 1) for the centred X, so R S R = Y^T Y / (n - 1) with Y = X R: its
+        # nonzero eigenvalues are those of the smaller of Y^T Y and Y Y^T (a unit's few top
+        # images against many feature dimensions).
+        y = (f - mean) @ ref.root
+        small = y @ y.T if y.shape[0] < y.shape[1] else y.T @ y
+        cross = np.linalg.eigvalsh(small / max(f.shape[0] - 1, 1))
+        trace = float(((f - mean) ** 2).sum()) / max(f.shape[0] - 1, 1)
     trace_root = np.sqrt(np.clip(cross, 0, None)).sum()
-    diff = ref.mean - other.mean
-    return float(diff @ diff + np.trace(ref.cov) + np.trace(other.cov) - 2 * trace_root)
+    diff = ref.mean - mean
+    return float(diff @ diff + np.trace(ref.cov) + trace - 2 * trace_root)
 
 
 def segmenter_features(seg, layer: str = "layer4") -> FeatureFn:
@@ -354,7 +366,8 @@ def experiment(
     rundir.check_run(outdir, settings or {}, "artifacts run", overwrite)
     peaks, feats = scan(module, params, layer, feature_fn, z_scan, batch_size,
                         os.path.join(outdir, "scan.npz"), show=show)  # fmt: skip
-    result = rank(peaks, feats, real, top)
+    with progress.status(f"Fréchet distances of {peaks.shape[1]} units", disable=not show):
+        result = rank(peaks, feats, real, top)
     labels = labels or {}
     ranking = {
         "layer": layer, "images": len(z_scan), "top": top, "real_images": real.n,
@@ -366,14 +379,16 @@ def experiment(
     paths = [rundir.write_json(os.path.join(outdir, "artifacts.json"), ranking)]
     from gdjax.report import draw
 
-    picture = worst_picture(module, params, z_scan, result, result["order"][:worst], labels,
-                            real_images=real_images)  # fmt: skip
+    with progress.status("picture of the worst units", disable=not show):
+        picture = worst_picture(module, params, z_scan, result, result["order"][:worst], labels,
+                                real_images=real_images)  # fmt: skip
     paths.append(draw.save_png(os.path.join(outdir, "artifacts-worst.png"), picture))
     fixed = repair(module, params, layer, feature_fn, z_repair, real, result["order"], ks, draws,
                    seed, batch_size=batch_size,
                    path=os.path.join(outdir, "repair-progress.json"), show=show)  # fmt: skip
     fixed = {"layer": layer, "real_images": real.n, **fixed}
     paths.append(rundir.write_json(os.path.join(outdir, "repair.json"), fixed))
-    picture = repair_picture(module, params, layer, z_repair[:6], fixed)
+    with progress.status("picture of the repair", disable=not show):
+        picture = repair_picture(module, params, layer, z_repair[:6], fixed)
     paths.append(draw.save_png(os.path.join(outdir, "artifacts-repair.png"), picture))
     return {"ranking": ranking, "repair": fixed, "paths": paths}
