@@ -22,6 +22,7 @@ def converted(tmp_path_factory):
     return net, str(d / "out"), d / "pt_inception.pth"
 
 
+@pytest.mark.slow
 def test_fid_features_at_299_match_reference_every_block(converted):
     """64x64 generated-like images through the whole FID extractor (clip, resize to 299,
     normalise, network): pool3 features and every block equal torch's to 1e-4."""
