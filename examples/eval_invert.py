@@ -7,10 +7,10 @@ Inverts --n rendered scenes of seed 1616 (neither demo model saw that seed) with
 and --steps of optimization, and writes ``<outdir>/eval.json``: PSNR and the share of pixels
 whose segmenter label in the reconstruction equals the one in the target (``agreement``; and
 with the scene's true labels, ``agreement_truth``), for the encoder alone and after
-optimization; then the top --units units of --classname inserted in the 16 px square of each
-scene with the most wall: the class's share of the square before and after, and how much of
-the picture outside it is still the original's. ``<outdir>/invert.png``: a few scenes as
-target / encoder / optimized / edited. Optimized batches are kept, so a rerun resumes.
+optimization; then the top --units units of --classname inserted in the lowest 16 px square
+on a wall without a door in each scene: the class's share of the square before and after,
+and how much of the picture outside it is still the original's. ``<outdir>/invert.png``: a
+few scenes as target / encoder / optimized / edited. Optimized batches are kept, so a rerun resumes.
 """
 
 import os

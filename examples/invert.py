@@ -48,8 +48,8 @@ flags.DEFINE_float(
 flags.DEFINE_list("residuals", [], "later layers that also get a small residual")
 flags.DEFINE_bool("edit", False, "insert --classname units in --region")
 flags.DEFINE_string("classname", "door", "class whose top units are inserted")
-flags.DEFINE_list("region", [], "x0,y0,x1,y1 in pixels of the picture at the generator's size "
-                  "(default with --scene: the 16 px square with the most wall)")  # fmt: skip
+flags.DEFINE_list("region", [], "x0,y0,x1,y1 in pixels of the picture at the generator's "
+                  "size (--scene: default the lowest 16 px wall square with no door)")  # fmt: skip
 flags.DEFINE_integer("units", 20, "number of top units of the class inserted")
 flags.DEFINE_string("rank", "ace,iou", "rankings <class>-<rank> to use, first found")
 flags.DEFINE_string("dissect", cli.DISSECT_JSON, "dissect.json with the rankings")
@@ -78,7 +78,8 @@ def region(resolution, truth):
     if not FLAGS.region:
         if truth is None:
             raise InputError("--edit on an --image needs --region x0,y0,x1,y1")
-        return evaluate.paint_square(truth[None] == scenes.BUILDING)[0]
+        facade = np.isin(truth[None], (scenes.BUILDING, scenes.WINDOW))
+        return evaluate.paint_square(facade, truth[None] == scenes.DOOR)[0]
     try:
         x0, y0, x1, y1 = (int(v) for v in FLAGS.region)
     except ValueError:
