@@ -248,7 +248,7 @@ def optimize(
     path = None
     if workdir is not None:
         settings = {**cfg._asdict(), "layer": start.layer, "inputs": _fingerprint(targets, rep)}
-        if rundir.check_run(workdir, settings, "inversion") and os.path.exists(
+        if rundir.check_run(workdir, settings, "previous inversion") and os.path.exists(
             path := os.path.join(workdir, "state.npz")
         ):
             state = _load_state(path, state)
