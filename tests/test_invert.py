@@ -42,7 +42,7 @@ def _interrupt_after(monkeypatch, n):
 def test_encoder_training_reduces_loss_and_resumes_to_the_same_weights(gen, tmp_path, monkeypatch):
     cfg = train.Config(steps=30, batch_size=8, lr=3e-3, warmup=2, pixel_weight=1.0)
     module, params, _ = train.train(str(tmp_path / "a"), gen, cfg, checkpoint_every=10,
-                                 log=lambda s: None, show_progress=False)  # fmt: skip
+                                    log=lambda s: None, show_progress=False)  # fmt: skip
     # The loss on a fixed batch of pairs, before and after.
     z = jax.random.normal(jax.random.PRNGKey(99), (16, SIZES[0]))
     h = edits.prefix(*gen, z, "layer4")
@@ -57,7 +57,7 @@ def test_encoder_training_reduces_loss_and_resumes_to_the_same_weights(gen, tmp_
     with pytest.raises(KeyboardInterrupt):
         train.train(str(tmp_path / "b"), gen, cfg, checkpoint_every=10, log=lambda s: None)
     _, resumed, step = train.train(str(tmp_path / "b"), gen, cfg, checkpoint_every=10,
-                             log=lambda s: None, show_progress=False)  # fmt: skip
+                                   log=lambda s: None, show_progress=False)  # fmt: skip
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
     assert step == 30
