@@ -140,7 +140,8 @@ def counting_pass(
         state = _restore(directory, done, state)
     last = time.monotonic()
     for start, batch in batches(arrays, batch_size, desc, done, ready):
-        state = update(state, lo + start, batch)
+        # At most two batches in memory: this one, read while the last one is counted.
+        state = update(jax.block_until_ready(state), lo + start, batch)
         finished = min(start + batch_size, hi - lo)
         if finished < hi - lo and time.monotonic() - last >= every:
             _save(directory, finished, state)

@@ -358,7 +358,9 @@ def exact_quantiles(
                 num_units = batch.shape[-1]
                 groups = 1 if search is None else search.ranks.size
                 state = quantile_init(num_units, groups, b)
-            state = update(state, batch, tables)
+            # The next batch is read while the last one is counted, no further: dispatch is
+            # asynchronous, and unbounded it would hold every batch of the pass in memory.
+            state = update(jax.block_until_ready(state), batch, tables)
         if state is None:
             raise ValueError("batches_fn() yielded nothing")
         if combine is not None:
