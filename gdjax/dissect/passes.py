@@ -68,7 +68,7 @@ def stats_batch(n: int, grid: tuple[int, int]) -> int:
 
 
 def _named_leaves(state) -> dict:
-    """``{"field__subfield": leaf}`` of a pytree of NamedTuples, as orbax saves it."""
+    """``{"field__subfield": leaf}`` of a pytree of NamedTuples, the keys of a saved state."""
     flat, _ = jax.tree_util.tree_flatten_with_path(state)
     name = lambda k: getattr(k, "name", getattr(k, "idx", getattr(k, "key", k)))  # noqa: E731
     return {"__".join(str(name(k)) for k in path): leaf for path, leaf in flat}

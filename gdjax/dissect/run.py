@@ -16,7 +16,7 @@ Pipeline (reference §3, with the PNAS variant of §12 as options), every choice
    bar chart per layer and ``report.html``; each layer's :class:`.result.LayerResult` is
    ``<layer>/stats.npz``.
 
-Counting passes save their state with orbax after a batch at most every ``checkpoint_seconds``
+Counting passes save their state (``.npz``) after a batch at most every ``checkpoint_seconds``
 (30 s by default; a shorter pass is simply redone) and a finished layer's ``stats.npz`` is
 written whole or not at all; together with the cache's own progress a run stopped at any point
 (Ctrl-C, ``kill -9``) resumes where it stopped and ends with the same bytes.
