@@ -182,3 +182,19 @@ def test_save_load_roundtrip(params, tmp_path):
     assert module.truncation_psi == 0.7 and module.channels == G.channels
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_shipped_demo_stylegan2():
+    from gdjax.models import checkpoint
+    from gdjax.world import demo
+
+    module, params = demo.load_generator("demo-stylegan2")
+    assert (module.resolution, module.sizes[0]) == (64, 128)
+    z = np.random.RandomState(5).standard_normal((2, 128)).astype(np.float32)
+    img, acts = run(module, params, z, capture=["b8.conv1"])
+    assert img.shape == (2, 64, 64, 3) and acts["b8.conv1"].shape == (2, 8, 8, 64)
+    assert np.isfinite(np.asarray(img)).all() and float(jnp.abs(img).mean()) > 0.05
+    config = checkpoint.read_config(demo.STYLEGAN2, stylegan2.KIND)
+    assert config["trained_images"] > 0 and "train_stylegan2.py" in config["recipe"]
+    avg = np.asarray(params["mapping"]["w_avg"])
+    assert np.abs(avg).max() > 0  # the export set the truncation centre
