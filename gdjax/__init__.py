@@ -11,15 +11,20 @@ Subpackages, one concern each:
 * :mod:`gdjax.report` — the one owner of ``dissect.json`` (``record``), unit ``strips``, the HTML
   ``page``, ``chart`` and ``plots``, and ``draw`` (pictures, palette);
 * :mod:`gdjax.intervene` — edits as values, ``ace`` (causal effects), ``ablate`` (ablation
-  experiments), ``causal`` (ACE vs IoU for every class);
+  experiments), ``causal`` (ACE vs IoU for every class), ``artifacts`` (units behind unrealistic
+  images), ``context`` (where a class can be inserted);
+* :mod:`gdjax.invert` — editing pictures the generator did not make (encoder, optimization,
+  blending);
+* :mod:`gdjax.app` — the paint web app (needs the ``[app]`` extra; not imported here);
 * :mod:`gdjax.world` — the built-in world: ``scenes``, the shipped ``demo`` models, their
   training (``train_gan``, ``train_segmenter``) and ``quality``.
 
-``progress`` (progress bars) and ``compile_cache`` (compiled programs kept on disk) serve them
-all. The names a user needs most are re-exported here.
+``progress`` (progress bars), ``compile_cache`` (compiled programs kept on disk) and
+``distributed`` (several processes; ``python -m gdjax.launch``) serve them all.
+The names a user needs most are re-exported here.
 """
 
-from gdjax import dissect, intervene, report
+from gdjax import dissect, intervene, invert, report
 from gdjax.intervene import Edit, ablate, ace, apply_edit, causal
 from gdjax.models import proggan, segmenter
 from gdjax.models.proggan import Generator, sample_z
@@ -40,6 +45,7 @@ __all__ = [
     "demo",
     "dissect",
     "intervene",
+    "invert",
     "proggan",
     "report",
     "sample_z",

@@ -1,8 +1,9 @@
 """Interventions on generator units: edits as values (:mod:`gdjax.intervene.edits`, re-exported
-here), average causal effects (``ace``), ablation experiments (``ablate``) and the ACE-vs-IoU
-comparison over classes (``causal``)."""
+here), average causal effects (``ace``), ablation experiments (``ablate``), the ACE-vs-IoU
+comparison over classes (``causal``), artifact units (``artifacts``) and where a class can be
+inserted (``context``)."""
 
-from gdjax.intervene import ablate, ace, causal  # noqa: E402, I001  (after the edit names)
+from gdjax.intervene import ablate, ace, artifacts, causal, context  # noqa: E402, I001
 from gdjax.intervene.edits import (
     Edit,
     ablation,
@@ -25,8 +26,10 @@ __all__ = [
     "ablation",
     "ace",
     "apply_edit",
+    "artifacts",
     "causal",
     "compose",
+    "context",
     "generate",
     "insertion",
     "make",

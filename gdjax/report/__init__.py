@@ -1,7 +1,8 @@
 """Dissection results as files a person can open: ``record`` (the one owner of
 ``dissect.json``), ``strips`` (unit image strips), ``page`` (``report.html``), ``chart`` (concept
-bar chart), ``write`` (the whole report), ``plots`` (ablation curves) and ``draw`` (pictures,
-grids, the label palette)."""
+bar chart), ``write`` (the whole report), ``plots`` (ablation curves), ``bars`` (bar charts with
+intervals), ``compare`` (layers and models side by side, from their ``dissect.json``) and
+``draw`` (pictures, grids, the label palette)."""
 
 from gdjax.report.record import (
     add_ranking,
