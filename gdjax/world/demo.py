@@ -23,11 +23,13 @@ __all__ = [
     "ASSETS",
     "GENERATOR",
     "SEGMENTER",
+    "STYLEGAN2",
     "generator",
     "load_generator",
     "load_models",
     "load_segmenter",
     "segmenter",
+    "stylegan2_generator",
 ]
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
