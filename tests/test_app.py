@@ -4,6 +4,7 @@ requests, the GET routes, and the demo world's ground truth (doors on walls, not
 import base64
 import io
 import threading
+import types
 
 import jax
 import jax.numpy as jnp
@@ -231,6 +232,7 @@ BAD = [
     ({"project": P}, 422, "exactly one of 'ids' and 'zs'"),
     ({"project": P, "ids": [0], "zs": [[0.0] * 128]}, 422, "exactly one"),
     ({"project": P, "ids": [-1]}, 422, "ids must lie"),
+    ({"project": P, "ids": [10_999]}, 400, "ids [10999]: no uploaded picture has this id"),
     ({"project": P, "ids": list(range(17))}, 422, "at most 16"),
     ({"project": P, "ids": ["a"]}, 422, "integer"),
     ({"project": "other", "ids": [0]}, 404, "unknown project 'other'"),
@@ -270,7 +272,7 @@ def test_malformed_requests_never_reach_the_model(world, client, monkeypatch):
 def test_get_routes(world, client):
     q = {"project": W.PROJECT, "layer": "layer4"}
     assert client.get("/api/all_projects").json() == [
-        {"project": W.PROJECT, "info": {"layers": ["layer4"]}}]  # fmt: skip
+        {"project": W.PROJECT, "info": {"layers": ["layer4"], "upload": False}}]  # fmt: skip
     layers = client.get("/api/layers", params={"project": W.PROJECT}).json()["res"]
     assert layers == [{"layer": "layer4", "channels": 128, "shape": [8, 8]}]
     units = client.get("/api/units", params=q).json()["res"]
@@ -364,3 +366,157 @@ def test_door_grows_on_walls_not_in_the_sky(world, client):
           f"far {wall[:, 3].max():.4f}; sky: door {air[:, 0].mean():.3f} -> "
           f"{air[:, 1].mean():.3f}, |change| inside {air[:, 2].mean():.3f}, "
           f"far {air[:, 3].max():.4f}")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- upload
+
+UPLOAD_STEPS = 20  # the app's default is 200; 20 keeps the tests quick
+
+
+@pytest.fixture(scope="module")
+def uploads(world):
+    from gdjax.app import server, upload
+
+    inv = upload.Inverter.find(world.module, world.params, world.seg, W.LAYER, UPLOAD_STEPS)
+    assert inv is not None  # the demo encoder is shipped for layer4
+    assert upload.Inverter.find(world.module, world.params, world.seg, "layer3") is None
+    app = server.create_app(world.eng, world.record, project=W.PROJECT, inverter=inv)
+    return types.SimpleNamespace(inv=inv, client=TestClient(app))
+
+
+def _scene(k: int) -> np.ndarray:
+    """Held-out rendered scene ``k`` (a picture the demo GAN never made) as uint8."""
+    from gdjax import scenes
+    from gdjax.invert import evaluate, image
+
+    return image.to_uint8(scenes.render(evaluate.EVAL_SEED, 1, size=64, start=k)[0][0])
+
+
+def _url(picture: np.ndarray, fmt: str = "png", **save) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, fmt, **save)
+    mime = "jpeg" if fmt == "jpeg" else fmt
+    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _psnr(a, b) -> float:
+    mse = np.mean(np.square(a.astype(np.float64) - b.astype(np.float64)))
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def test_upload_inverts_a_scene_and_shows_it(world, uploads):
+    from gdjax import invert
+
+    pic = _scene(85)
+    r = uploads.client.post("/api/upload", json={"project": W.PROJECT, "image": _url(pic)})
+    assert r.status_code == 200, r.text
+    res = r.json()["res"]
+    uid = res["id"]
+    assert uid >= api.UPLOAD_ID0 and r.headers["server-timing"].startswith("upload;dur=")
+    recon = decode_png(res["d"])
+    # Measured on this scene: 16.6 dB from the encoder alone, 20.9 dB after 20 steps (26.4
+    # after the app's default 200).
+    assert _psnr(recon, pic) >= 20.0 and abs(res["psnr"] - _psnr(recon, pic)) < 0.01
+    # The same path as gdjax.invert: encoder + the configured Adam steps (the same floats in:
+    # Adam's first steps follow the gradient's sign, so a 1-ulp change in the target moves
+    # a few pixels).
+    rep = invert.invert(pic.astype(np.float32) / 127.5 - 1.0, world.module, world.params, world.seg, "layer4",
+                        uploads.inv.enc, uploads.inv.cfg)  # fmt: skip
+    want = draw.to_uint8(invert.generate(world.module, world.params, rep))[0]
+    assert np.abs(recon.astype(int) - want.astype(int)).max() <= 1
+    # Unedited, the uploaded id shows the picture itself, byte for byte.
+    shown = uploads.client.post("/api/generate", json={"project": W.PROJECT, "ids": [uid]})
+    np.testing.assert_array_equal(decode_png(shown.json()["res"][0]["d"]), pic)
+    # A JPEG and a picture of another size are accepted too (centre crop, resize).
+    big = np.asarray(Image.fromarray(pic).resize((128, 96)))
+    r2 = uploads.client.post(
+        "/api/upload", json={"project": W.PROJECT, "image": _url(big, "jpeg", quality=95)}
+    )
+    assert r2.status_code == 200, r2.text
+    assert r2.json()["res"]["id"] == uid + 1
+
+
+def test_stroke_on_an_upload_keeps_the_picture_away_from_it(world, uploads):
+    from gdjax import invert
+
+    pic = _scene(85)
+    uid = uploads.client.post(
+        "/api/upload", json={"project": W.PROJECT, "image": _url(pic)}
+    ).json()["res"]["id"]
+    vals = world.eng.levels.at([0.99])[:, 0]
+    units = W.order(world.record, "door-iou")[:10]
+    y0, y1, x0, x1 = 40, 56, 24, 40  # image pixels; the 256-px stroke canvas is 4x
+    stroke = {"ablations": [{"layer": "layer4", "unit": int(u), "value": float(vals[u])}
+                            for u in units],
+              "mask": {"bitstring": box_mask(4 * y0, 4 * x0, 4 * y1, 4 * x1)}}  # fmt: skip
+    body = {"project": W.PROJECT, "ids": [uid, 3], "interventions": [stroke]}
+    r = uploads.client.post("/api/generate", json={**body, "segmentation": True})
+    assert r.status_code == 200, r.text
+    got = decode_png(r.json()["res"][0]["d"])
+    yy, xx = np.mgrid[:64, :64]
+    dist = np.maximum(np.maximum(y0 - yy, yy - (y1 - 1)), np.maximum(x0 - xx, xx - (x1 - 1)))
+    far, inside = dist > 8, dist < 0  # blend: at most 8 px beyond the painted pixels
+    np.testing.assert_array_equal(got[far], pic[far])
+    change = np.abs(got.astype(float) - pic).mean(-1) / 255
+    assert change[inside].mean() > 0.05  # the edit shows inside the stroke
+    # Against gdjax.invert.edit on the same representation: the same blended picture.
+    h = world.eng.activation(uid)[None]
+    rep = invert.Representation("layer4", h)
+    m = np.zeros((256, 256), np.float32)
+    m[4 * y0 : 4 * y1, 4 * x0 : 4 * x1] = 1
+    edit = intervene.insertion("layer4", units, vals, intervene.pool_mask(m, (8, 8)))
+    region = np.zeros((64, 64), np.float32)
+    region[y0:y1, x0:x1] = 1
+    want = invert.edit(world.module, world.params, rep, edit, pic / 127.5 - 1.0, region).blended
+    close = np.abs(got.astype(int) - draw.to_uint8(want[0]).astype(int)).max(-1) <= 1
+    assert close.mean() >= 0.99
+    # The latent in the same request is the plain GAN edit.
+    plain = uploads.client.post("/api/generate", json={**body, "ids": [3]}).json()["res"][0]
+    lat = decode_png(r.json()["res"][1]["d"]).astype(int)
+    assert np.abs(lat - decode_png(plain["d"]).astype(int)).max() <= 1
+    print(
+        f"upload edit: |change| inside {change[inside].mean():.3f}, "
+        f"agreement with invert.edit {close.mean():.4f}"
+    )
+
+
+def _gray_png():
+    buf = io.BytesIO()
+    Image.fromarray(np.full((32, 32), 90, np.uint8)).save(buf, "png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def test_bad_uploads_never_reach_the_model(world, uploads, monkeypatch):
+    from gdjax import invert
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a bad upload reached the model")
+
+    for name in ("invert", "encode", "optimize"):
+        monkeypatch.setattr(invert, name, boom)
+    for name in ("render", "_prefix", "_tail", "put"):
+        monkeypatch.setattr(world.eng, name, boom)
+    rgb = np.full((32, 32, 3), 120, np.uint8)
+    text = "data:image/png;base64," + base64.b64encode(b"not a picture").decode()
+    bad = [
+        ({"image": text}, 400, "image: not a PNG or JPEG picture PIL can read"),
+        ({"image": _gray_png()}, 400, "image: grayscale image (mode L); give an RGB image"),
+        ({"image": png_url(np.full((32, 32, 4), 200, np.uint8))}, 400, "alpha channel"),
+        ({"image": _url(rgb, "gif")}, 400, "expected a PNG or JPEG data URL"),
+        ({"image": _url(rgb, "gif").replace("/gif", "/png")}, 400, "a GIF file; give a PNG"),
+        ({"image": _url(rgb[:4])}, 400, "32x4 is too small"),
+        ({"image": "hello"}, 400, "expected a PNG or JPEG data URL"),
+        ({"image": "data:image/png;base64,@@@"}, 400, "base64 is malformed"),
+        ({}, 422, "image"),
+    ]
+    for body, status, message in bad:
+        r = uploads.client.post("/api/upload", json={"project": W.PROJECT, **body})
+        assert r.status_code == status, (message, r.text)
+        assert message in r.text, (message, r.text)
+    r = uploads.client.post("/api/upload", json={"project": "other", "image": _url(rgb)})
+    assert r.status_code == 404
+    # No encoder for the layer (the world's own app): a 400, and the page hides the button.
+    r = TestClient(world.app).post("/api/upload", json={"project": W.PROJECT, "image": _url(rgb)})
+    assert r.status_code == 400 and "no encoder for this generator/layer" in r.text
+    info = uploads.client.get("/api/all_projects").json()[0]["info"]
+    assert info["upload"] is True

@@ -15,6 +15,11 @@ maskpooling: 'max' | 'mean'}``. Decoding follows the reference:
   for bit strings) and ``bitbounds`` to the whole canvas;
 * interventions are composited alpha-over in order, as :func:`gdjax.intervene.compose`.
 
+Ours: ``POST /api/upload`` (:class:`UploadRequest`, a PNG or JPEG data URL read by
+:func:`decode_picture` with :mod:`gdjax.invert.image`'s checks) registers an uploaded picture
+under an id from :data:`UPLOAD_ID0` up, which ``ids`` then accept like a latent id; an edit of it
+is shown on the picture itself outside :func:`region`, the painted pixels.
+
 Everything here is NumPy on small arrays (``[H, W, C]``), so a request of any number of strokes
 and units becomes two planes of one fixed shape and the compiled generator never retraces.
 Differences from the reference, all on malformed input: a bit string holds only ``'0'`` and
@@ -37,6 +42,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gdjax.errors import InputError
+from gdjax.invert import image as imagelib
 
 __all__ = [
     "MAX_IDS",
@@ -45,19 +51,25 @@ __all__ = [
     "Intervention",
     "Mask",
     "Spec",
+    "UploadRequest",
     "decode_mask",
+    "decode_picture",
     "intervention_planes",
     "planes",
     "pool",
+    "region",
 ]
 
 MAX_IDS = 16  # images per generate request
 MAX_ID = 10_000  # latent ids index the seed-1 latent set (kept in memory: 20 MB at 512-d)
+UPLOAD_ID0 = MAX_ID  # uploaded pictures get ids from here up
+MAX_UPLOAD = 16 * 2**20  # characters of an uploaded picture's data URL
 MAX_SIDE = 4096  # largest mask canvas side
 MAX_INTERVENTIONS = 256
 MAX_ABLATIONS = 4096
 DEFAULT_CANVAS = (256, 256)  # the reference's mask canvas when nothing says otherwise
 _DATA_URL = re.compile(r"^(?:data:)?image/\w+;base64,")
+_PICTURE_URL = re.compile(r"^data:image/(png|jpeg|jpg);base64,", re.IGNORECASE)
 
 
 class Spec(NamedTuple):
@@ -122,8 +134,9 @@ class Intervention(_Model):
 
 
 class GenerateRequest(_Model):
-    """``POST /api/generate``: images for latent ``ids`` (the seed-1 set, as the dissection)
-    or explicit latents ``zs``, under ``interventions``. ``segmentation`` (ours) also returns
+    """``POST /api/generate``: images for latent ``ids`` (the seed-1 set, as the dissection;
+    ids from :data:`UPLOAD_ID0` up are uploaded pictures) or explicit latents ``zs``, under
+    ``interventions``. ``segmentation`` (ours) also returns
     each image's segmentation; ``return_urls`` is accepted and ignored (images always come as
     data URLs)."""
 
@@ -137,8 +150,11 @@ class GenerateRequest(_Model):
     @field_validator("ids")
     @classmethod
     def _ids(cls, v):
-        if v is not None and not all(0 <= i < MAX_ID for i in v):
-            raise ValueError(f"ids must lie in 0..{MAX_ID - 1}")
+        if v is not None and not all(i >= 0 for i in v):
+            raise ValueError(
+                f"ids must lie in 0..{MAX_ID - 1} (latents) or be uploaded pictures' ids "
+                f"({UPLOAD_ID0} up)"
+            )
         return v
 
     @model_validator(mode="after")
@@ -146,6 +162,41 @@ class GenerateRequest(_Model):
         if (self.ids is None) == (self.zs is None):
             raise ValueError("give exactly one of 'ids' and 'zs'")
         return self
+
+
+class UploadRequest(_Model):
+    """``POST /api/upload`` (ours): ``image``, a PNG or JPEG data URL of an RGB picture (any
+    size from 8 px; centre-cropped to a square and resized to the generator's resolution)."""
+
+    project: str
+    image: str = Field(max_length=MAX_UPLOAD)
+
+
+def decode_picture(url: str, resolution: int) -> np.ndarray:
+    """``[R, R, 3]`` float32 in ``[-1, 1]`` from a PNG or JPEG data URL, with the checks of
+    :func:`gdjax.invert.image.from_pil` (RGB only: no grayscale, no alpha, at least 8 px);
+    :class:`InputError` naming ``image`` otherwise."""
+    m = _PICTURE_URL.match(url)
+    if m is None:
+        head = url[:30] + ("..." if len(url) > 30 else "")
+        raise InputError(f"image: expected a PNG or JPEG data URL (data:image/png;base64,...), "
+                         f"got {head!r}")  # fmt: skip
+    try:
+        data = base64.b64decode(url[m.end() :], validate=True)
+        picture = Image.open(io.BytesIO(data))
+    except (binascii.Error, ValueError):
+        raise InputError("image: the data URL's base64 is malformed") from None
+    except (OSError, Image.DecompressionBombError):
+        raise InputError("image: not a PNG or JPEG picture PIL can read") from None
+    if picture.format not in ("PNG", "JPEG"):
+        raise InputError(f"image: a {picture.format} file; give a PNG or JPEG")
+    if max(picture.size) > MAX_SIDE:
+        raise InputError(f"image: {picture.size[0]}x{picture.size[1]} is larger than {MAX_SIDE} px")
+    try:
+        picture.load()
+    except (OSError, Image.DecompressionBombError) as e:
+        raise InputError(f"image: cannot read the picture ({str(e).splitlines()[0]})") from None
+    return imagelib.from_pil(picture, resolution, "crop", name="image")
 
 
 # ------------------------------------------------------------------------------------ masks
@@ -282,3 +333,19 @@ def planes(interventions, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
         v[..., units] = np.where(pos, num / np.where(pos, a_out, 1.0), 0.0)
         a[..., units] = a_out
     return a, v
+
+
+def region(interventions, resolution: int) -> np.ndarray | None:
+    """The painted pixels ``[R, R]`` (``{0, 1}``) of the interventions that set units: their
+    masks max-pooled to the image's ``R x R`` and united; ``None`` when one of them has no
+    mask (it acts on the whole map) or none sets a unit."""
+    out = None
+    for iv in interventions or ():
+        if not any((1.0 if a.alpha is None else a.alpha) != 0.0 or (a.value or 0.0) != 0.0
+                   for a in iv.ablations):  # fmt: skip
+            continue
+        if iv.mask is None:
+            return None
+        m = _pooled(iv.mask, (resolution, resolution), "max")
+        out = m if out is None else np.maximum(out, m)
+    return out

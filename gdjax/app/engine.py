@@ -6,7 +6,10 @@ A stroke changes only the two planes ``(alpha, value) [H, W, C]`` that
 the same compiled program whatever its strokes and units. Images are identified by a key: a
 latent id of the seed-1 set (as the dissection and the reference server), an explicit latent,
 or any activation put there with :meth:`Engine.put` (e.g. an inverted real image), so the
-engine can start from a layer representation rather than only a latent.
+engine can start from a layer representation rather than only a latent. An activation put with
+the picture it was inverted from is shown as that picture wherever an edit changes nothing
+(:mod:`gdjax.invert.blend`, as :func:`gdjax.invert.edit`); integer keys from
+:data:`gdjax.app.api.UPLOAD_ID0` up are accepted as ``ids`` like latent ids.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from gdjax import progress as _progress
 from gdjax.app.api import MAX_ID, Spec
 from gdjax.errors import InputError
 from gdjax.intervene import ace, edits
+from gdjax.invert import blend
+from gdjax.invert import image as imagelib
 from gdjax.models import proggan
 from gdjax.models import segmenter as seglib
 from gdjax.report import draw
@@ -71,11 +76,12 @@ class Engine:
 
     ``module, params``: a :class:`gdjax.models.proggan.Generator`; ``seg``: an optional
     :class:`gdjax.models.segmenter.Segmenter` for segmentation overlays; ``levels``: the
-    layer's :class:`LevelTable`; ``cache_size``: activations kept (least recently used go).
+    layer's :class:`LevelTable`; ``cache_size``: latents' activations kept (least recently
+    used go); ``stored``: activations kept from :meth:`put` (the oldest go).
     """
 
     def __init__(self, module, params, layer: str, *, levels: LevelTable, seg=None,
-                 cache_size: int = 1024):  # fmt: skip
+                 cache_size: int = 1024, stored: int = 256):  # fmt: skip
         if layer not in module.layers:
             raise InputError(f"unknown layer {layer!r}; valid layers: {', '.join(module.layers)}")
         self.module, self.params, self.layer, self.seg = module, params, layer, seg
@@ -90,6 +96,11 @@ class Engine:
         self.lock = threading.Lock()
         self._cache: collections.OrderedDict[object, np.ndarray] = collections.OrderedDict()
         self._cache_size = cache_size
+        # put(): key -> (h [H, W, C], original picture uint8 [R, R, 3] or None,
+        #                unedited reconstruction [R, R, 3] in [-1, 1] or None)
+        self._stored: collections.OrderedDict[object, tuple] = collections.OrderedDict()
+        self._stored_size = stored
+        self._change = jax.jit(blend.change_mask)
         self._prefix = jax.jit(lambda p, z: edits.prefix(module, p, z, layer))
         self._tail = jax.jit(
             lambda p, h, a, v: edits.tail(module, p, h, layer, edits.make(layer, a, v))
@@ -133,9 +144,20 @@ class Engine:
 
     def activations(self, ids=None, zs=None) -> list[np.ndarray]:
         """The layer's activation ``[H, W, C]`` for each latent id (or each latent of ``zs``
-        ``[N, Z]``), cached per id (per latent's bytes)."""
+        ``[N, Z]``), cached per id (per latent's bytes). Ids from ``MAX_ID`` up name
+        activations stored with :meth:`put` (uploaded pictures)."""
         if ids is not None:
-            return self._prefixes([("id", int(i)) for i in ids], self._z(ids))
+            ids = [int(i) for i in ids]
+            unknown = sorted({i for i in ids if i >= MAX_ID and i not in self._stored})
+            if unknown:
+                raise InputError(
+                    f"ids {unknown}: no uploaded picture has this id (ids below {MAX_ID} are "
+                    f"latents; the last {self._stored_size} uploads are kept)"
+                )
+            lat = sorted({i for i in ids if i < MAX_ID})
+            got = dict(zip(lat, self._prefixes([("id", i) for i in lat], self._z(lat)) if lat
+                           else [], strict=True))  # fmt: skip
+            return [got[i] if i < MAX_ID else self._stored[i][0] for i in ids]
         zs = np.asarray(zs, np.float32)
         if zs.ndim != 2 or zs.shape[1] != self.spec.zdim or not np.all(np.isfinite(zs)):
             raise InputError(
@@ -145,19 +167,38 @@ class Engine:
         keys = [("z", hashlib.sha1(z.tobytes()).hexdigest()) for z in zs]
         return self._prefixes(keys, zs)
 
-    def put(self, key, h) -> None:
+    def put(self, key, h, original=None) -> np.ndarray | None:
         """Store activation ``h [H, W, C]`` (or ``[1, H, W, C]``) under ``key`` (any hashable,
-        e.g. an uploaded image's id) for :meth:`render` and :meth:`activation`."""
+        e.g. an uploaded image's id) for :meth:`render` and :meth:`activation`.
+
+        ``original``: the picture ``h`` was inverted from (uint8 ``[R, R, 3]``, or floats in
+        ``[-1, 1]``); :meth:`generate` then shows it wherever an edit changes nothing. Returns
+        the unedited reconstruction (uint8 ``[R, R, 3]``) when ``original`` is given."""
         h = np.asarray(h, np.float32).reshape(-1, *self._hshape())
         if h.shape[0] != 1:
             raise InputError(f"put: one activation of shape {self._hshape()} expected")
+        if original is not None:
+            original = np.asarray(original)
+            if original.dtype != np.uint8:
+                original = imagelib.to_uint8(imagelib.check_array(original, self.resolution)[0])
+            if original.shape != (self.resolution, self.resolution, 3):
+                raise InputError(f"put: original of shape {original.shape}; expected "
+                                 f"[{self.resolution}, {self.resolution}, 3]")  # fmt: skip
         with self.lock:
-            self._remember(("key", key), h[0])
+            recon = None
+            if original is not None:
+                zero = np.zeros(self._hshape(), np.float32)
+                recon = np.asarray(self._tail_padded([h[0]], zero, zero))[0]
+            self._stored[key] = (h[0], original, recon)
+            self._stored.move_to_end(key)
+            while len(self._stored) > self._stored_size:
+                self._stored.popitem(last=False)
+        return None if recon is None else draw.to_uint8(recon)
 
     def activation(self, key) -> np.ndarray:
         """The activation stored with :meth:`put` under ``key``."""
         try:
-            return self._cache[("key", key)]
+            return self._stored[key][0]
         except KeyError:
             raise InputError(f"no activation stored under {key!r}") from None
 
@@ -166,30 +207,65 @@ class Engine:
 
     # ----------------------------------------------------------------------------- render
 
-    def render(self, hs, alpha: np.ndarray, value: np.ndarray, segmentation: bool = False):
-        """uint8 images ``[N, R, R, 3]`` from activations ``hs`` (``N`` arrays ``[H, W, C]``)
-        under the planes ``alpha, value [H, W, C]``, and with ``segmentation`` the label maps
-        ``[N, R, R]`` (object channel) of the edited images, else ``None``."""
+    def _tail_padded(self, hs, alpha, value) -> jax.Array:
         n = len(hs)
-        b = _bucket(n)
-        h = np.zeros((b, *self._hshape()), np.float32)
+        h = np.zeros((_bucket(n), *self._hshape()), np.float32)
         h[:n] = np.stack(hs)
         put = jax.device_put
-        images = self._tail(self.params, put(h), put(alpha), put(value))
+        return self._tail(self.params, put(h), put(alpha), put(value))
+
+    def render(self, hs, alpha: np.ndarray, value: np.ndarray, segmentation: bool = False,
+               originals=None, region=None):  # fmt: skip
+        """uint8 images ``[N, R, R, 3]`` from activations ``hs`` (``N`` arrays ``[H, W, C]``)
+        under the planes ``alpha, value [H, W, C]``, and with ``segmentation`` the label maps
+        ``[N, R, R]`` (object channel) of the edited images, else ``None``.
+
+        ``originals``: per image ``None`` or ``(picture uint8 [R, R, 3], reconstruction
+        [R, R, 3])`` as :meth:`put` keeps them; such an image is the picture outside
+        :func:`gdjax.invert.blend.change_mask` of the edit (with the painted ``region [R, R]``,
+        ``None`` for edits over the whole map) and the regenerated image inside."""
+        n = len(hs)
+        images = self._tail_padded(hs, alpha, value)
+        rows = [i for i, o in enumerate(originals or ()) if o is not None]
+        out = draw.to_uint8(np.asarray(images)[:n])
+        if rows:
+            edited = np.asarray(images)
+            recon = edited.copy()
+            for i in rows:
+                recon[i] = originals[i][1]
+            put = jax.device_put
+            reg = None if region is None else put(np.asarray(region, np.float32))
+            mask = np.asarray(self._change(images, put(recon), reg))
+            for i in rows:
+                pic = originals[i][0]
+                mixed = blend.blend(pic.astype(np.float32) / 127.5 - 1.0, edited[i : i + 1],
+                                    mask[i : i + 1])[0]  # fmt: skip
+                # Where the mask is 0 the picture's own bytes, not a float round trip.
+                out[i] = np.where(mask[i, :, :, None] == 0, pic, draw.to_uint8(mixed))
+            shown = edited.copy()  # segment what is shown
+            shown[rows] = out[rows].astype(np.float32) / 127.5 - 1.0
+            images = put(shown)
         labels = None
         if segmentation:
             if self._segment is None:
                 raise InputError("segmentation: this server has no segmenter")
             labels = np.asarray(self._segment(images))[:n]
-        return draw.to_uint8(np.asarray(images)[:n]), labels
+        return out, labels
 
-    def generate(self, ids=None, zs=None, alpha=None, value=None, segmentation=False):
-        """:meth:`activations` then :meth:`render` under the lock (zero planes: no edit)."""
+    def generate(self, ids=None, zs=None, alpha=None, value=None, segmentation=False,
+                 region=None):  # fmt: skip
+        """:meth:`activations` then :meth:`render` under the lock (zero planes: no edit);
+        ``region [R, R]``: the painted pixels, for images put with their picture."""
         if alpha is None:
             alpha = value = np.zeros(self._hshape(), np.float32)
         with self.lock:
             hs = self.activations(ids, zs)
-            return self.render(hs, alpha, value, segmentation)
+            originals = None
+            if ids is not None:
+                originals = [self._stored[int(i)][1:] if int(i) >= MAX_ID
+                             and self._stored[int(i)][1] is not None else None
+                             for i in ids]  # fmt: skip
+            return self.render(hs, alpha, value, segmentation, originals, region)
 
     def warmup(self, show: bool = True) -> None:
         """Compile every batch size's programs now, so no request waits for a compile."""

@@ -4,7 +4,8 @@
 Routes (``project`` is the dissection directory's name; every answer is
 ``{"request": ..., "res": ...}`` as the reference):
 
-* ``GET /`` the page; ``GET /api/all_projects``;
+* ``GET /`` the page; ``GET /api/all_projects`` (``info.upload``, ours: whether pictures can
+  be uploaded);
 * ``GET /api/layers?project=`` -> ``[{layer, channels, shape: [H, W]}]`` (the served layer);
 * ``GET /api/units?project=&layer=`` -> ``[{unit, img, label}]`` (``img``: its top images
   from the dissection, ``None`` if absent);
@@ -15,7 +16,13 @@ Routes (``project`` is the dissection directory's name; every answer is
   palette;
 * ``POST /api/generate`` -> ``[{d: "data:image/png;base64,..."}]`` (plus ``seg``, the
   colour-coded segmentation, when ``segmentation`` is true). The header ``Server-Timing``
-  carries the time spent inside the handler.
+  carries the time spent inside the handler. Ids from ``10000`` up are uploaded pictures:
+  their images are the picture itself outside what the edit changes (the painted region grown
+  by at most 8 px, :mod:`gdjax.invert.blend`) and the regenerated image inside;
+* ``POST /api/upload`` (ours) ``{project, image: PNG/JPEG data URL}`` -> ``{id, d, psnr}``:
+  inverts the picture into the layer (:class:`gdjax.app.upload.Inverter`) and registers it
+  under a new ``id`` for ``/api/generate``; ``d`` is the reconstruction, ``psnr`` its PSNR
+  against the picture (dB). Without an encoder for the layer it is a 400.
 
 A malformed request is answered 422 (schema) or 400 (values: layer, unit, mask, latents) with
 a ``detail`` message before the model is touched; an unknown project is 404. Requests share
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import os
 import time
 
@@ -38,6 +46,7 @@ from PIL import Image
 from gdjax.app import api
 from gdjax.app.engine import Engine
 from gdjax.errors import InputError
+from gdjax.invert import image as imagelib
 from gdjax.report import draw
 
 __all__ = ["STATIC", "create_app", "data_url"]
@@ -54,11 +63,12 @@ def data_url(image: np.ndarray) -> str:
 
 
 def create_app(engine: Engine, record: dict, *, project: str, dissect_dir: str | None = None,
-               colors=None) -> FastAPI:  # fmt: skip
+               colors=None, inverter=None) -> FastAPI:  # fmt: skip
     """The app serving ``engine`` with the rankings and units of ``record`` (a dissect.json
     record holding ``engine.layer``) as project ``project``. ``dissect_dir``: where the
     dissection's unit images are (``<layer>/image/<u>-top.jpg``); ``colors``: uint8 ``[L, 3]``
-    segmentation palette (default :func:`gdjax.report.draw.palette`)."""
+    segmentation palette (default :func:`gdjax.report.draw.palette`); ``inverter``: a
+    :class:`gdjax.app.upload.Inverter` for the engine's layer, or ``None`` (no uploads)."""
     layer = engine.layer
     lrec = next((r for r in record.get("layers", []) if r.get("layer") == layer), None)
     if lrec is None:
@@ -95,7 +105,7 @@ def create_app(engine: Engine, record: dict, *, project: str, dissect_dir: str |
 
     @app.get("/api/all_projects")
     def all_projects():
-        return [{"project": project, "info": {"layers": [layer]}}]
+        return [{"project": project, "info": {"layers": [layer], "upload": inverter is not None}}]
 
     @app.get("/api/layers")
     def layers(project: str):
@@ -144,10 +154,11 @@ def create_app(engine: Engine, record: dict, *, project: str, dissect_dir: str |
         t0 = time.perf_counter()
         check(req.project)
         alpha, value = api.planes(req.interventions, engine.spec)  # checked before the model
+        region = api.region(req.interventions, engine.resolution)
         if req.segmentation and engine.seg is None:
             raise InputError("segmentation: this server has no segmenter")
         zs = None if req.zs is None else np.asarray(req.zs, np.float32)
-        images, segs = engine.generate(req.ids, zs, alpha, value, req.segmentation)
+        images, segs = engine.generate(req.ids, zs, alpha, value, req.segmentation, region)
         res = []
         for i, image in enumerate(images):
             item = {"d": data_url(image)}
@@ -157,5 +168,29 @@ def create_app(engine: Engine, record: dict, *, project: str, dissect_dir: str |
         ms = (time.perf_counter() - t0) * 1e3
         body = answer(req.model_dump(mode="json"), res)
         return JSONResponse(body, headers={"Server-Timing": f"generate;dur={ms:.2f}"})
+
+    uploads = itertools.count(api.UPLOAD_ID0)
+
+    @app.post("/api/upload")
+    def upload(req: api.UploadRequest):
+        t0 = time.perf_counter()
+        check(req.project)
+        if inverter is None:
+            raise InputError(
+                f"upload: no encoder for this generator/layer ({layer}), so pictures cannot be "
+                "inverted; the demo generator's layer4 has one"
+            )
+        picture = api.decode_picture(req.image, engine.resolution)  # checked before the model
+        with engine.lock:
+            h = inverter(picture)
+            uid = next(uploads)
+        original = imagelib.to_uint8(picture)
+        recon = engine.put(uid, h, original)
+        mse = np.mean(np.square(recon.astype(np.float64) - original.astype(np.float64)))
+        psnr = float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+        ms = (time.perf_counter() - t0) * 1e3
+        res = {"id": uid, "d": data_url(recon), "psnr": round(psnr, 2)}
+        body = answer({"project": req.project}, res)
+        return JSONResponse(body, headers={"Server-Timing": f"upload;dur={ms:.2f}"})
 
     return app
