@@ -2,9 +2,10 @@
 
 Subpackages, one concern each:
 
-* :mod:`gdjax.models` — the networks: ``proggan`` (generator), ``segmenter`` (segmenters and the
-  label API, with the ``upernet`` heads, ``resnet`` encoders, ``labels`` vocabularies and
-  ``resample`` operators), ``checkpoint`` (parameter files);
+* :mod:`gdjax.models` — the networks: ``proggan`` and ``stylegan2`` (generators), ``segmenter``
+  (segmenters and the label API, with the ``upernet`` heads, ``resnet`` encoders, ``labels``
+  vocabularies and ``resample`` operators), ``inception`` (FID features), ``checkpoint``
+  (parameter files);
 * :mod:`gdjax.dissect` — unit labels: the run (:func:`gdjax.dissect.dissect`), its settings and
   per-layer results, the generate-once ``cache``, counting ``passes`` with ``quantiles``,
   ``counts``, ``topk`` and ``scores``;
@@ -26,7 +27,7 @@ The names a user needs most are re-exported here.
 
 from gdjax import dissect, intervene, invert, report
 from gdjax.intervene import Edit, ablate, ace, apply_edit, causal
-from gdjax.models import proggan, segmenter
+from gdjax.models import proggan, segmenter, stylegan2
 from gdjax.models.proggan import Generator, sample_z
 from gdjax.models.segmenter import Segmenter, class_score, segment
 from gdjax.world import demo, scenes
@@ -52,4 +53,5 @@ __all__ = [
     "scenes",
     "segment",
     "segmenter",
+    "stylegan2",
 ]
