@@ -420,7 +420,8 @@ def test_upload_inverts_a_scene_and_shows_it(world, uploads):
     # The same path as gdjax.invert: encoder + the configured Adam steps (the same floats in:
     # Adam's first steps follow the gradient's sign, so a 1-ulp change in the target moves
     # a few pixels).
-    rep = invert.invert(pic.astype(np.float32) / 127.5 - 1.0, world.module, world.params, world.seg, "layer4",
+    target = pic.astype(np.float32) / 127.5 - 1.0
+    rep = invert.invert(target, world.module, world.params, world.seg, "layer4",
                         uploads.inv.enc, uploads.inv.cfg)  # fmt: skip
     want = draw.to_uint8(invert.generate(world.module, world.params, rep))[0]
     assert np.abs(recon.astype(int) - want.astype(int)).max() <= 1
