@@ -73,10 +73,10 @@ def curve(
 
     @jax.jit
     def run(params, z, alphas):
-        h = edits.prefix(module, params, z, layer)
+        h, carry = edits.prefix(module, params, z, layer, with_carry=True)
 
         def count(a):
-            img = edits.tail(module, params, h, layer, edits.make(layer, a, 0.0))
+            img = edits.tail(module, params, h, layer, edits.make(layer, a, 0.0), carry)
             return jnp.sum(mask_fn(img), axis=(1, 2))
 
         return jax.lax.map(count, alphas, batch_size=edit_chunk)
@@ -121,10 +121,12 @@ def sweep(
 
     @jax.jit
     def run(params, z):
-        h = edits.prefix(module, params, z, layer)
-        base = fractions(edits.tail(module, params, h, layer))
+        h, carry = edits.prefix(module, params, z, layer, with_carry=True)
+        base = fractions(edits.tail(module, params, h, layer, carry=carry))
         eye = jnp.eye(h.shape[-1], dtype=jnp.float32)
-        edit = lambda a: fractions(edits.tail(module, params, h, layer, edits.make(layer, a)))
+        edit = lambda a: fractions(
+            edits.tail(module, params, h, layer, edits.make(layer, a), carry)
+        )
         return base, jax.lax.map(edit, eye, batch_size=edit_chunk)
 
     spans = _spans(len(z), batch_size)

@@ -9,7 +9,8 @@ Written against plain callables so any segmenter fits (:func:`segmenter_fns` ada
 ``h, w`` must be multiples of the layer's ``H, W``; a "cell" is one layer position and its
 class coverage is the mean of the class mask over its block of pixels. The generator is a
 :class:`gdjax.models.proggan.Generator` (or any module with the same ``start``/``stop``/``edits``
-call) split at ``cfg.layer`` (:mod:`gdjax.intervene.edits`).
+call) or a :class:`gdjax.models.stylegan2.Generator`, split at ``cfg.layer``
+(:mod:`gdjax.intervene.edits`; a StyleGAN2's carry is kept beside each image's activation).
 
 The reference reads the insertion reward of its training loss at the *present* image's cell
 (``ploc``) instead of the candidate's (``cloc``, reference §4.3, §9 item 11). The default
@@ -128,8 +129,13 @@ def _batches(n: int, size: int):
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def _prefix_fn(module, layer):
-    return jax.jit(lambda params, z: edits.prefix(module, params, z, layer))
+def _prefix_fn(module, layer, with_carry: bool = False):
+    return jax.jit(lambda params, z: edits.prefix(module, params, z, layer, with_carry=with_carry))
+
+
+def _take(tree, idx):
+    """``tree`` (an array, a carry or ``None``) at rows ``idx``."""
+    return jax.tree.map(lambda x: x[idx], tree)
 
 
 def present_set(module, params, fns: ClassFns, z, cfg: Config, progress: bool = True):
@@ -141,8 +147,9 @@ def present_set(module, params, fns: ClassFns, z, cfg: Config, progress: bool = 
 
     @jax.jit
     def run(params, z):
-        h = edits.prefix(module, params, z, cfg.layer)
-        cov = cell_coverage(fns.mask(edits.tail(module, params, h, cfg.layer)), h.shape[1:3])
+        h, carry = edits.prefix(module, params, z, cfg.layer, with_carry=True)
+        images = edits.tail(module, params, h, cfg.layer, carry=carry)
+        cov = cell_coverage(fns.mask(images), h.shape[1:3])
         return cov, jnp.einsum("nhwc,nhw->c", h, cov), jnp.sum(cov)
 
     spans = _batches(len(z), cfg.inference_batch_size)
@@ -204,9 +211,9 @@ def candidate_set(module, params, fns: ClassFns, z, k, popularity, cfg: Config, 
 
     @jax.jit
     def run(params, z, cells):
-        h = edits.prefix(module, params, z, cfg.layer)
+        h, carry = edits.prefix(module, params, z, cfg.layer, with_carry=True)
         size = h.shape[1:3]
-        base = fns.mask(edits.tail(module, params, h, cfg.layer))
+        base = fns.mask(edits.tail(module, params, h, cfg.layer, carry=carry))
         masks = jax.nn.one_hot(cells, size[0] * size[1]).reshape(-1, *size)
         probes = edits.Edit(
             cfg.layer,
@@ -214,7 +221,7 @@ def candidate_set(module, params, fns: ClassFns, z, k, popularity, cfg: Config, 
             jnp.broadcast_to(k, (len(cells), k.shape[0])),
             masks,
         )
-        imgs = jax.vmap(lambda e: edits.tail(module, params, h, cfg.layer, e))(probes)
+        imgs = jax.vmap(lambda e: edits.tail(module, params, h, cfg.layer, e, carry))(probes)
         new = fns.mask(imgs.reshape(-1, *imgs.shape[2:])).reshape(len(cells), *base.shape)
         gain = new.sum(axis=(2, 3)) - base.sum(axis=(1, 2))[None, :]  # [cells, N]
         absent = cell_coverage(base, size).reshape(base.shape[0], -1)[:, cells] == 0
@@ -238,25 +245,28 @@ def candidate_set(module, params, fns: ClassFns, z, k, popularity, cfg: Config, 
     return scores, np.argmax(scores, axis=1)
 
 
-def ace_loss(alpha, params, k, hp, ploc, hc, cloc, *, module, layer, score, ploc_bug=False):
+def ace_loss(
+    alpha, params, k, hp, ploc, hc, cloc, cp=None, cc=None, *, module, layer, score, ploc_bug=False
+):
     """The reference ``ace_loss`` for one batch of pairs (reference §4.3), without the L2 term.
 
     ``hp, hc [B, H, W, C]``: the layer activations of present and candidate images;
-    ``ploc, cloc [B]``: flat cell indices. Ablates ``alpha`` at ``ploc`` of the present images
-    (class probability left there is the erase loss) and inserts ``k`` with ``alpha`` at
-    ``cloc`` of the candidates (class probability gained there, at ``ploc`` if ``ploc_bug``,
-    is subtracted). Sums over the batch.
+    ``ploc, cloc [B]``: flat cell indices; ``cp, cc``: their carries (a StyleGAN2's, see
+    :func:`gdjax.intervene.edits.prefix`; ``None`` for PGGAN). Ablates ``alpha`` at ``ploc``
+    of the present images (class probability left there is the erase loss) and inserts ``k``
+    with ``alpha`` at ``cloc`` of the candidates (class probability gained there, at ``ploc``
+    if ``ploc_bug``, is subtracted). Sums over the batch.
     """
     size = hp.shape[1:3]
 
-    def run(h, loc, value):
+    def run(h, loc, value, carry):
         onehot = jax.nn.one_hot(loc, size[0] * size[1])
         edit = edits.Edit(layer, alpha, value, onehot.reshape(-1, *size))
-        pooled = cell_coverage(score(edits.tail(module, params, h, layer, edit)), size)
+        pooled = cell_coverage(score(edits.tail(module, params, h, layer, edit, carry)), size)
         return pooled.reshape(h.shape[0], -1), onehot
 
-    p_erase, onehot_p = run(hp, ploc, jnp.zeros_like(alpha))
-    p_add, onehot_c = run(hc, cloc, jnp.broadcast_to(k, alpha.shape))
+    p_erase, onehot_p = run(hp, ploc, jnp.zeros_like(alpha), cp)
+    p_add, onehot_c = run(hc, cloc, jnp.broadcast_to(k, alpha.shape), cc)
     return jnp.sum(p_erase * onehot_p) - jnp.sum(p_add * (onehot_p if ploc_bug else onehot_c))
 
 
@@ -274,8 +284,9 @@ class TrainState(NamedTuple):
 def make_step(module, score, cfg: Config):
     """``(init(alpha) -> TrainState, step(state, params, k, batch) -> (state, loss))``.
 
-    ``batch = (hp, ploc, hc, cloc)`` with a leading ``train_update_freq`` axis over
-    micro-batches of ``train_batch_size`` pairs: their gradients are summed (as the
+    ``batch = (hp, ploc, hc, cloc)`` or ``(hp, ploc, hc, cloc, cp, cc)`` (with carries, see
+    :func:`ace_loss`) with a leading ``train_update_freq`` axis over micro-batches of
+    ``train_batch_size`` pairs: their gradients are summed (as the
     reference's accumulation), ``l2_lambda * pairs * |alpha|^2`` added, one Adam step taken
     and alpha projected to ``[0, 1]``. Jitted; compiles once per shape.
     """
@@ -373,14 +384,16 @@ def optimize(
     ctrain, ceval = select(cscore.max(axis=1), cfg.train_size, cfg.eval_size)
 
     # The generator up to the layer runs once per selected image; training resumes from it.
-    prefix = _prefix_fn(module, cfg.layer)
+    # A StyleGAN2 also needs its carry (latents, skip image) per image; PGGAN's is None.
+    prefix = _prefix_fn(module, cfg.layer, with_carry=True)
     pidx, cidx = np.concatenate([ptrain, peval]), np.concatenate([ctrain, ceval])
 
     def acts(z, idx):
         spans = _batches(len(idx), cfg.inference_batch_size)
-        return jnp.concatenate([prefix(params, jnp.asarray(z[idx[s:e]])) for s, e in spans])
+        parts = [prefix(params, jnp.asarray(z[idx[s:e]])) for s, e in spans]
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
-    hp, hc = acts(zp, pidx), acts(zc, cidx)
+    (hp, cp), (hc, cc) = acts(zp, pidx), acts(zc, cidx)
     pl, cl, kj = jnp.asarray(ploc[pidx]), jnp.asarray(cloc[cidx]), jnp.asarray(k)
     init_fn, step = make_step(module, fns.score, cfg)
     loss = _loss_fn(module, fns.score, cfg)
@@ -391,7 +404,10 @@ def optimize(
 
     def evaluate(alpha):
         total = sum(
-            float(eval_fn(alpha, params, kj, hp[i], pl[i], hc[i], cl[i])) for i in ev_batches
+            float(
+                eval_fn(alpha, params, kj, hp[i], pl[i], hc[i], cl[i], _take(cp, i), _take(cc, i))
+            )
+            for i in ev_batches
         )
         return total / max(1, len(ev))
 
@@ -419,7 +435,8 @@ def optimize(
         for s in range(steps):
             i = order[s * per_step : (s + 1) * per_step]
             ip, ic = i.reshape(cfg.train_update_freq, b), pair[i].reshape(cfg.train_update_freq, b)
-            state, value = step(state, params, kj, (hp[ip], pl[ip], hc[ic], cl[ic]))
+            batch = (hp[ip], pl[ip], hc[ic], cl[ic], _take(cp, ip), _take(cc, ic))
+            state, value = step(state, params, kj, batch)
             total += float(value)
         snapshots.append(np.asarray(state.alpha))
         eval_loss.append(evaluate(state.alpha))
@@ -448,11 +465,12 @@ def delta(module, params, mask_fn, z, layer, alpha, k, locations=None, batch_siz
 
     @jax.jit
     def run(params, z, loc):
-        h = edits.prefix(module, params, z, layer)
+        h, carry = edits.prefix(module, params, z, layer, with_carry=True)
         fracs = []
         for value in (k, jnp.zeros_like(k)):
             edit = edits.make(layer, alpha, value, loc)
-            m = cell_coverage(mask_fn(edits.tail(module, params, h, layer, edit)), h.shape[1:3])
+            img = edits.tail(module, params, h, layer, edit, carry)
+            m = cell_coverage(mask_fn(img), h.shape[1:3])
             w = jnp.ones_like(m) if loc is None else loc
             fracs.append(jnp.sum(m * w, axis=(1, 2)) / jnp.maximum(jnp.sum(w, axis=(1, 2)), 1e-20))
         return fracs[0] - fracs[1]

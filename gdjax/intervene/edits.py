@@ -8,7 +8,10 @@ they stack (:func:`stack`) and vmap — a batch of different edits runs as one p
 
 Generation is split at the edited layer: :func:`prefix` computes the activation once,
 :func:`tail` resumes from it under any edits, so sweeping many edits never recomputes the
-blocks before the layer.
+blocks before the layer. A StyleGAN2 resumes from more than the activation (its latents and
+running skip image, :class:`gdjax.models.stylegan2.Carry`): ``prefix(..., with_carry=True)``
+returns ``(h, carry)`` and ``tail(..., carry=carry)`` takes it back; for PGGAN ``carry`` is
+``None`` and both run exactly as without it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from gdjax.models import proggan
+from gdjax.models import proggan, stylegan2
 
 
 @struct.dataclass
@@ -158,26 +161,57 @@ def _group(edits) -> dict[str, Edit]:
     return {k: v[0] if len(v) == 1 else compose(v) for k, v in by_layer.items()}
 
 
-def prefix(module: proggan.Generator, params, z: jax.Array, layer: str) -> jax.Array:
-    """The activation ``[N, H, W, C]`` of ``layer`` for latents ``z [N, Z]`` (pre-edit)."""
-    return module.apply({"params": params}, z, stop=layer)[0]
+def needs_carry(module) -> bool:
+    """Whether resuming ``module`` after a layer needs a carry besides the activation."""
+    return isinstance(module, stylegan2.Generator)
 
 
-def tail(module: proggan.Generator, params, h: jax.Array, layer: str, edits=()) -> jax.Array:
+def _position(module, name: str) -> float | None:
+    """Where ``name`` runs among ``module.layers`` (a StyleGAN2 style vector runs just before
+    its conv, a ``torgb`` style just after the block's ``conv1``); ``None`` if unknown."""
+    names = list(module.layers)
+    if name in names:
+        return float(names.index(name))
+    if needs_carry(module) and name in module.style_layers:
+        block, conv = name.split(".")[:2]
+        if conv == "torgb":
+            return names.index(f"{block}.conv1") + 0.5
+        return names.index(f"{block}.{conv}") - 0.5
+    return None
+
+
+def prefix(module, params, z: jax.Array, layer: str, *, with_carry: bool = False):
+    """The activation ``[N, H, W, C]`` of ``layer`` for latents ``z [N, Z]`` (pre-edit).
+
+    ``with_carry``: return ``(h, carry)``, what :func:`tail` needs to resume (``None`` for
+    generators that resume from ``h`` alone, as PGGAN; see :func:`needs_carry`).
+    """
+    if not needs_carry(module):
+        h = module.apply({"params": params}, z, stop=layer)[0]
+        return (h, None) if with_carry else h
+    h, acts = module.apply({"params": params}, z, stop=layer, capture=(stylegan2.CARRY,))
+    return (h, acts[stylegan2.CARRY]) if with_carry else h
+
+
+def tail(module, params, h: jax.Array, layer: str, edits=(), carry=None) -> jax.Array:
     """Images ``[N, R, R, 3]`` resumed from ``h``, the activation of ``layer``, under ``edits``.
 
     ``edits``: one :class:`Edit` or a sequence; edits at ``layer`` are applied to ``h``, edits
-    at later layers inside the generator; several edits of one layer are composed in order.
+    at later layers (or StyleGAN2 style vectors used after ``layer``) inside the generator;
+    several edits of one layer are composed in order. ``carry``: from
+    ``prefix(..., with_carry=True)``, required by a StyleGAN2, ``None`` otherwise.
     """
     groups = _group(edits)
-    names = module.layers
+    here = _position(module, layer)
     for name in groups:
-        if name not in names or names.index(name) < names.index(layer):
+        pos = _position(module, name)
+        if pos is None or here is None or pos < here or (pos == here and name != layer):
             raise ValueError(f"edit at {name!r} cannot be applied when resuming after {layer!r}")
     if layer in groups:
         h = apply_edit(h, groups.pop(layer))
     later = {k: planes(e) for k, e in groups.items()}
-    return module.apply({"params": params}, h, start=layer, edits=later)[0]
+    kw = {} if carry is None else {"carry": carry}
+    return module.apply({"params": params}, h, start=layer, edits=later, **kw)[0]
 
 
 def generate(module: proggan.Generator, params, z: jax.Array, edits=()) -> jax.Array:
