@@ -2,6 +2,8 @@
 ``tail(..., carry=)`` equal the full run under the same edits; PGGAN's carry is None and its
 split runs are unchanged."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,22 +46,23 @@ def z_of(n, seed=0):
     return proggan.sample_z(n, seed, 16)
 
 
+@functools.cache
 def _split(module, layer):
     pre = jax.jit(lambda p, z: intervene.prefix(module, p, z, layer, with_carry=True))
     tail = jax.jit(lambda p, h, c, e: intervene.tail(module, p, h, layer, e, c))
-    full = jax.jit(lambda p, z, e: intervene.generate(module, p, z, e))
-    return pre, tail, full
+    return pre, tail
 
 
-@pytest.mark.parametrize("layer", ["b4.conv1", "b8.conv1", "b16.conv0"])
+full = jax.jit(lambda p, z, e: intervene.generate(G, p, z, e))
+
+
+@pytest.mark.parametrize("layer", ["b4.conv1", "b16.conv0"])  # skip image None / not None
 def test_tail_of_prefix_equals_full_run(params, layer):
-    pre, tail, full = _split(G, layer)
+    pre, tail = _split(G, layer)
     z = z_of(3)
     h, carry = pre(params, z)
     assert isinstance(carry, stylegan2.Carry) and carry.ws.shape == (3, G.num_ws, 16)
     assert (carry.img is None) == (layer == "b4.conv1")  # b4's torgb has not run yet
-    h_only = jax.jit(lambda p, z: intervene.prefix(G, p, z, layer))(params, z)
-    np.testing.assert_allclose(h, h_only, rtol=1e-5, atol=1e-6)
     c = h.shape[-1]
     rng = np.random.RandomState(0)
     mask = (rng.uniform(size=h.shape[1:3]) > 0.5).astype(np.float32)
@@ -77,14 +80,12 @@ def test_tail_of_prefix_equals_full_run(params, layer):
 
 
 def test_unit_ablation_via_tail_equals_module_edit(params):
-    pre, tail, _ = _split(G, LAYER)
+    pre, tail = _split(G, LAYER)
     z = z_of(4, 1)
     h, carry = pre(params, z)
     edit = intervene.ablation(LAYER, [2, 5], 12)
     got = tail(params, h, carry, edit)
-    alpha = intervene.unit_alpha([2, 5], 12)
-    run = jax.jit(lambda p, z: G.apply({"params": p}, z, edits={LAYER: (alpha, 0.0)})[0])
-    want = run(params, z)
+    want = full(params, z, edit)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # By hand: zeroing the units in h and resuming.
     by_hand = tail(params, h.at[..., [2, 5]].set(0.0), carry, [])
@@ -93,7 +94,7 @@ def test_unit_ablation_via_tail_equals_module_edit(params):
 
 
 def test_tail_errors(params):
-    h, carry = intervene.prefix(G, params, z_of(1), LAYER, with_carry=True)
+    h, carry = _split(G, LAYER)[0](params, z_of(1))
     with pytest.raises(ValueError, match="needs carry"):
         intervene.tail(G, params, h, LAYER)
     for name in ["b8.conv1.style", "b8.conv0", "b4.torgb.style"]:  # used before the split
@@ -127,7 +128,7 @@ def test_pggan_carry_is_none_and_split_unchanged():
 
 
 def _red_fns(params, z, quantile=0.7):
-    red = np.asarray(jax.jit(lambda p, z: intervene.generate(G, p, z))(params, z))[..., 0]
+    red = np.asarray(full(params, z, []))[..., 0]
     t = float(np.quantile(red, quantile))
     scale = float(red.std()) + 1e-6
     return ace.ClassFns(
@@ -145,7 +146,7 @@ CFG = ace.Config(
 def test_ace_on_stylegan2(params):
     fns = _red_fns(params, proggan.sample_z(CFG.search_size, CFG.present_seed, 16))
     # The loss with carries equals the same edits made in full runs.
-    pre = jax.jit(lambda p, z: intervene.prefix(G, p, z, LAYER, with_carry=True))
+    pre = _split(G, LAYER)[0]
     hp, cp = pre(params, z_of(2, 5))
     hc, cc = pre(params, z_of(2, 6))
     ploc, cloc = jnp.array([3, 40]), jnp.array([9, 63])
@@ -155,6 +156,7 @@ def test_ace_on_stylegan2(params):
         alpha, params, k, hp, ploc, hc, cloc, cp, cc, module=G, layer=LAYER, score=fns.score
     )
 
+    @jax.jit
     def pooled(z, loc, value):
         onehot = jax.nn.one_hot(loc, 64)
         e = intervene.Edit(LAYER, alpha, value, onehot.reshape(-1, 8, 8))
@@ -168,7 +170,7 @@ def test_ace_on_stylegan2(params):
     assert result.alpha.shape == (12,) and np.all(np.isfinite(result.alpha))
     assert np.all((result.alpha >= 0) & (result.alpha <= 1))
     assert np.all(np.isfinite(result.eval_loss)) and np.all(np.isfinite(result.train_loss))
-    assert np.abs(result.alpha - 0.5).max() > 0  # training moved alpha
+    assert result.eval_loss[-1] < result.eval_loss[0]  # training lowered the held-out loss
     d = ace.delta(G, params, fns.mask, z_of(4, 7), LAYER, result.alpha, result.k, batch_size=4)
     assert np.isfinite(d)
 
@@ -178,7 +180,6 @@ def test_ablate_curve_on_stylegan2_matches_full_runs(params):
     fns = _red_fns(params, z, 0.5)
     units = [4, 0, 7]
     c = ablate.curve(G, params, fns.mask, z, LAYER, units, n_max=3, batch_size=3, show=False)
-    full = jax.jit(lambda p, z, e: intervene.generate(G, p, z, e))
     for n in range(4):
         e = intervene.make(LAYER, intervene.unit_alpha(units[:n], 12), 0.0)
         assert c["counts"][n] == float(np.sum(fns.mask(full(params, z, e))))
