@@ -64,6 +64,17 @@ def level_table(module, params, layer: str, samples: int = 1000, seed: int = 1) 
     return LevelTable(QUANTILE_GRID, np.asarray(levels, np.float32))
 
 
+def _entry(h, carry):
+    """What the tail resumes from: ``h`` alone when there is no carry (PGGAN), else the pair."""
+    return h if carry is None else (h, carry)
+
+
+def _resume(entry, layer: str, edit):
+    """``edits.tail``'s arguments after ``(module, params)`` for an :func:`_entry`."""
+    h, carry = entry if isinstance(entry, tuple) else (entry, None)
+    return h, layer, edit, carry
+
+
 def _bucket(n: int) -> int:
     for b in BATCHES:
         if n <= b:
@@ -74,7 +85,7 @@ def _bucket(n: int) -> int:
 class Engine:
     """Generates edited images from cached activations of ``layer``; thread-safe (one lock).
 
-    ``module, params``: a :class:`gdjax.models.proggan.Generator`; ``seg``: an optional
+    ``module, params``: a PGGAN or StyleGAN2 generator; ``seg``: an optional
     :class:`gdjax.models.segmenter.Segmenter` for segmentation overlays; ``levels``: the
     layer's :class:`LevelTable`; ``cache_size``: latents' activations kept (least recently
     used go); ``stored``: activations kept from :meth:`put` (the oldest go).
@@ -101,9 +112,13 @@ class Engine:
         self._stored: collections.OrderedDict[object, tuple] = collections.OrderedDict()
         self._stored_size = stored
         self._change = jax.jit(blend.change_mask)
-        self._prefix = jax.jit(lambda p, z: edits.prefix(module, p, z, layer))
+        # An "entry" is what the tail resumes from: the activation, or for a generator that
+        # needs more (a StyleGAN2: its latents and skip image) the pair (activation, carry).
+        self._prefix = jax.jit(
+            lambda p, z: _entry(*edits.prefix(module, p, z, layer, with_carry=True))
+        )
         self._tail = jax.jit(
-            lambda p, h, a, v: edits.tail(module, p, h, layer, edits.make(layer, a, v))
+            lambda p, e, a, v: edits.tail(module, p, *_resume(e, layer, edits.make(layer, a, v)))
         )
         self._segment = None
         if seg is not None:
@@ -133,9 +148,9 @@ class Engine:
             b = _bucket(len(missing))
             z = np.zeros((b, self.spec.zdim), np.float32)
             z[: len(missing)] = zs[missing]
-            h = np.asarray(self._prefix(self.params, jax.device_put(z)))
+            e = jax.tree.map(np.asarray, self._prefix(self.params, jax.device_put(z)))
             for j, i in enumerate(missing):
-                self._remember(keys[i], h[j])
+                self._remember(keys[i], jax.tree.map(lambda x, j=j: x[j], e))
         out = []
         for k in keys:
             self._cache.move_to_end(k)
@@ -167,9 +182,13 @@ class Engine:
         keys = [("z", hashlib.sha1(z.tobytes()).hexdigest()) for z in zs]
         return self._prefixes(keys, zs)
 
-    def put(self, key, h, original=None) -> np.ndarray | None:
+    def put(self, key, h, original=None, carry=None) -> np.ndarray | None:
         """Store activation ``h [H, W, C]`` (or ``[1, H, W, C]``) under ``key`` (any hashable,
         e.g. an uploaded image's id) for :meth:`render` and :meth:`activation`.
+
+        ``carry``: for a generator that resumes from more than the activation (a StyleGAN2),
+        what ``edits.prefix(..., with_carry=True)`` returns with it, for this one image
+        (leading axis 1).
 
         ``original``: the picture ``h`` was inverted from (uint8 ``[R, R, 3]``, or floats in
         ``[-1, 1]``); :meth:`generate` then shows it wherever an edit changes nothing. Returns
@@ -177,6 +196,9 @@ class Engine:
         h = np.asarray(h, np.float32).reshape(-1, *self._hshape())
         if h.shape[0] != 1:
             raise InputError(f"put: one activation of shape {self._hshape()} expected")
+        if edits.needs_carry(self.module) and carry is None:
+            raise InputError("put: this generator resumes from an activation and its carry")
+        entry = _entry(h[0], None if carry is None else jax.tree.map(lambda x: x[0], carry))
         if original is not None:
             original = np.asarray(original)
             if original.dtype != np.uint8:
@@ -188,15 +210,16 @@ class Engine:
             recon = None
             if original is not None:
                 zero = np.zeros(self._hshape(), np.float32)
-                recon = np.asarray(self._tail_padded([h[0]], zero, zero))[0]
-            self._stored[key] = (h[0], original, recon)
+                recon = np.asarray(self._tail_padded([entry], zero, zero))[0]
+            self._stored[key] = (entry, original, recon)
             self._stored.move_to_end(key)
             while len(self._stored) > self._stored_size:
                 self._stored.popitem(last=False)
         return None if recon is None else draw.to_uint8(recon)
 
     def activation(self, key) -> np.ndarray:
-        """The activation stored with :meth:`put` under ``key``."""
+        """What :meth:`put` stored under ``key``, as :meth:`render` takes it (the activation
+        ``[H, W, C]``, or with a carry the pair ``(activation, carry)``)."""
         try:
             return self._stored[key][0]
         except KeyError:
@@ -208,15 +231,19 @@ class Engine:
     # ----------------------------------------------------------------------------- render
 
     def _tail_padded(self, hs, alpha, value) -> jax.Array:
-        n = len(hs)
-        h = np.zeros((_bucket(n), *self._hshape()), np.float32)
-        h[:n] = np.stack(hs)
+        n, b = len(hs), _bucket(len(hs))
+
+        def pad(*xs):
+            x = np.stack(xs)
+            return np.concatenate([x, np.zeros((b - n, *x.shape[1:]), x.dtype)])
+
         put = jax.device_put
-        return self._tail(self.params, put(h), put(alpha), put(value))
+        return self._tail(self.params, put(jax.tree.map(pad, *hs)), put(alpha), put(value))
 
     def render(self, hs, alpha: np.ndarray, value: np.ndarray, segmentation: bool = False,
                originals=None, region=None):  # fmt: skip
-        """uint8 images ``[N, R, R, 3]`` from activations ``hs`` (``N`` arrays ``[H, W, C]``)
+        """uint8 images ``[N, R, R, 3]`` from activations ``hs`` (``N`` arrays ``[H, W, C]``, or
+        ``(activation, carry)`` pairs for a generator that needs them, as :meth:`activations`)
         under the planes ``alpha, value [H, W, C]``, and with ``segmentation`` the label maps
         ``[N, R, R]`` (object channel) of the edited images, else ``None``.
 
@@ -272,8 +299,8 @@ class Engine:
         zero = np.zeros(self._hshape(), np.float32)
         for b in _progress.bar(BATCHES, "paint: compiling per batch size", disable=not show):
             z = np.zeros((b, self.spec.zdim), np.float32)
-            h = self._prefix(self.params, jax.device_put(z))
-            images = self._tail(self.params, h, jax.device_put(zero), jax.device_put(zero))
+            e = self._prefix(self.params, jax.device_put(z))
+            images = self._tail(self.params, e, jax.device_put(zero), jax.device_put(zero))
             if self._segment is not None and b == 1:
                 self._segment(images).block_until_ready()
             images.block_until_ready()
