@@ -146,9 +146,15 @@ def init_state(cfg: Config, seed: int) -> TrainState:
 @functools.lru_cache(maxsize=8)  # one compilation per configuration, shared by resumed runs
 def make_step(cfg: Config, with_r1: bool):
     """A jitted ``(state, reals [B,R,R,3]) -> (state, metrics)``: one D step then one G step."""
-    g, d = models(cfg)
+    return gan_step(*models(cfg), cfg, with_r1)
+
+
+def gan_step(g, d, cfg, with_r1: bool):
+    """The training step of generator module ``g`` (latent size ``g.sizes[0]``) against
+    discriminator ``d``, from ``cfg``'s ``batch_size, lr, beta1, beta2, r1_gamma, r1_every,
+    ema_half_life_images`` (any generator: the demo PGGAN's and StyleGAN2's recipes share it)."""
     opt = _optimizer(cfg)
-    b = cfg.batch_size
+    b, zdim = cfg.batch_size, g.sizes[0]
 
     def generate(gp, z):
         return g.apply({"params": gp}, z)[0]
@@ -171,8 +177,8 @@ def make_step(cfg: Config, with_r1: bool):
     @jax.jit
     def step(state: TrainState, reals):
         key, k1, k2 = jax.random.split(state.key, 3)
-        z1 = jax.random.normal(k1, (b, cfg.sizes[0]))
-        z2 = jax.random.normal(k2, (b, cfg.sizes[0]))
+        z1 = jax.random.normal(k1, (b, zdim))
+        z2 = jax.random.normal(k2, (b, zdim))
         (dl, r1), dg = jax.value_and_grad(d_loss, has_aux=True)(
             state.d_params, state.g_params, z1, reals
         )
@@ -192,19 +198,21 @@ def make_step(cfg: Config, with_r1: bool):
     return step
 
 
-def _checkpoint_manager(directory: str):
+def checkpoint_manager(directory: str):
+    """The orbax manager of a training run's checkpoints (the last two kept)."""
     import orbax.checkpoint as ocp
 
     options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
-def restore_or_init(directory: str, cfg: Config, seed: int) -> TrainState:
-    """The latest checkpoint in ``directory`` if any, else a fresh state."""
+def restore_or_init(directory: str, cfg: Config, seed: int, init=None) -> TrainState:
+    """The latest checkpoint in ``directory`` if any, else a fresh state (``init(cfg, seed)``,
+    :func:`init_state` by default)."""
     import orbax.checkpoint as ocp
 
-    state = init_state(cfg, seed)
-    with _checkpoint_manager(directory) as mngr:
+    state = (init or init_state)(cfg, seed)
+    with checkpoint_manager(directory) as mngr:
         step = mngr.latest_step()
         if step is None:
             return state
@@ -230,38 +238,48 @@ def train(
     ``samples.png`` of the EMA generator and a line in ``log.jsonl`` are written every
     ``checkpoint_every`` steps and when interrupted (Ctrl-C).
     """
+    cfg = cfg or Config()
+    settings = {**cfg._asdict(), "sizes": list(cfg.sizes), "seed": seed}
+    g = models(cfg)[0]
+    return run(directory, data_fn, total_images, cfg, seed, settings, g, init_state, make_step,
+               checkpoint_every, log)  # fmt: skip
+
+
+def run(directory, data_fn, total_images, cfg, seed, settings, g, init, make, checkpoint_every,
+        log) -> TrainState:  # fmt: skip
+    """The training loop of :func:`train` for any recipe: generator module ``g``, fresh state
+    ``init(cfg, seed)``, jitted steps ``make(cfg, with_r1)``; ``settings`` are compared with a
+    previous run's in ``directory`` (:func:`gdjax.rundir.check_run`)."""
     import orbax.checkpoint as ocp
 
     from gdjax.report import draw
 
-    cfg = cfg or Config()
     os.makedirs(directory, exist_ok=True)
-    settings = {**cfg._asdict(), "sizes": list(cfg.sizes), "seed": seed}
     rundir.check_run(directory, settings, "training run")
-    state = restore_or_init(os.path.join(directory, "checkpoints"), cfg, seed)
-    steps = {False: make_step(cfg, False), True: make_step(cfg, True)}
-    g = proggan.Generator(tuple(cfg.sizes))
-    preview_z = jax.random.normal(jax.random.PRNGKey(1234), (32, cfg.sizes[0]))
+    state = restore_or_init(os.path.join(directory, "checkpoints"), cfg, seed, init)
+    steps = {False: make(cfg, False), True: make(cfg, True)}
+    preview = jax.jit(lambda p, z: g.apply({"params": p}, z)[0])
+    preview_z = jax.random.normal(jax.random.PRNGKey(1234), (32, g.sizes[0]))
     total_steps = -(-total_images // cfg.batch_size)
     first = int(state.step)
     log(
         f"training from step {first} to {total_steps} ({cfg.batch_size} images/step) in {directory}"
     )
 
-    def save(state, metrics, rate):
+    def save(state, metrics, rate, seconds):
         mngr.save(int(state.step), args=ocp.args.StandardSave(state._asdict()))
         mngr.wait_until_finished()
-        images = np.asarray(g.apply({"params": state.ema_params}, preview_z)[0])
+        images = np.asarray(preview(state.ema_params, preview_z))
         draw.save_png(os.path.join(directory, "samples.png"), draw.grid(draw.to_uint8(images), 8))
         record = {"step": int(state.step), "images": int(state.step) * cfg.batch_size}
         values = {k: float(v) for k, v in metrics.items()}
         record |= {k: v if math.isfinite(v) else None for k, v in values.items()}  # strict JSON
-        record |= {"images_per_s": rate}
+        record |= {"images_per_s": rate, "seconds": seconds}
         with open(os.path.join(directory, "log.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
 
     metrics, t0, done, last_r1 = {}, time.time(), first, float("nan")
-    with _checkpoint_manager(os.path.join(directory, "checkpoints")) as mngr:
+    with checkpoint_manager(os.path.join(directory, "checkpoints")) as mngr:
         try:
             for s in range(first, total_steps):
                 reals = data_fn(s * cfg.batch_size, cfg.batch_size)
@@ -271,16 +289,16 @@ def train(
                     last_r1 = metrics["r1"]
                 metrics = {**metrics, "r1": last_r1}  # R1 is computed every r1_every steps only
                 done = s + 1
+                rate = (done - first) * cfg.batch_size / (time.time() - t0)
                 if done % 50 == 0 or done == total_steps:
-                    rate = (done - first) * cfg.batch_size / (time.time() - t0)
                     eta = (total_steps - done) * cfg.batch_size / max(rate, 1e-9)
                     m = " ".join(f"{k}={float(v):.3f}" for k, v in metrics.items())
                     log(f"step {done}/{total_steps} {m} {rate:.1f} img/s eta {eta / 60:.0f} min")
                 if done % checkpoint_every == 0 or done == total_steps:
-                    save(state, metrics, (done - first) * cfg.batch_size / (time.time() - t0))
+                    save(state, metrics, rate, time.time() - t0)
         except KeyboardInterrupt:
             log(f"interrupted at step {done}: saving a checkpoint")
             if metrics:
-                save(state, metrics, 0.0)
+                save(state, metrics, 0.0, time.time() - t0)
             raise
     return state
