@@ -29,7 +29,8 @@ from gdjax.world import quality  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("generator", "demo", "'demo', 'random:R' or a gdjax generator directory")
 flags.DEFINE_string("segmenter", "demo", "'demo' or a gdjax segmenter checkpoint directory")
-flags.DEFINE_list("layers", ["layer4"], "generator layers to dissect")
+flags.DEFINE_list("layers", None, "generator layers to dissect (default: the last 8x8 layer, "
+                  "layer4 of a PGGAN, b8.conv1 of a StyleGAN2)")  # fmt: skip
 flags.DEFINE_integer("samples", 1000, "latents dissected (and, for iqr, threshold latents)")
 flags.DEFINE_integer("seed", 1, "latent seed of the dissected set (the reference's: 1)")
 flags.DEFINE_integer("train_seed", 2, "latent seed of the IQR threshold set (reference: 2)")
@@ -63,19 +64,27 @@ def _number_or_none(name: str, text: str):
         raise InputError(f"--{name} must be a number or 'none', got {text!r}") from None
 
 
+def _default_layers(module) -> list[str]:
+    """The original's usual choice, ``layer4`` (the last 8x8 layer of a PGGAN), or the last
+    8x8 layer of another generator."""
+    at8 = [name for name in module.layers if name.startswith("b8.conv")]
+    return ["layer4"] if "layer4" in module.layers or not at8 else at8[-1:]
+
+
 def main(argv):
     del argv
+    gen, seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
+    layers = FLAGS.layers if FLAGS.layers is not None else _default_layers(gen[0])
     chosen = {name: getattr(FLAGS, name) for name in PRESETS[FLAGS.preset]}
     if chosen["iqr_threshold"] is not None:
         chosen["iqr_threshold"] = _number_or_none("iqr_threshold", chosen["iqr_threshold"])
     settings = Settings(
-        layers=tuple(FLAGS.layers), preset=FLAGS.preset, samples=FLAGS.samples, seed=FLAGS.seed,
+        layers=tuple(layers), preset=FLAGS.preset, samples=FLAGS.samples, seed=FLAGS.seed,
         train_seed=FLAGS.train_seed, batch_size=FLAGS.batch_size, strips=FLAGS.strips,
         label0_quirk=FLAGS.label0_quirk, ties_quirk=FLAGS.ties_quirk,
         netname=FLAGS.generator, generator=FLAGS.generator, segmenter=FLAGS.segmenter,
         **{name: PRESET if value is None else value for name, value in chosen.items()},
     )  # fmt: skip
-    gen, seg = demo.load_models(FLAGS.generator, FLAGS.segmenter)
     compile_cache.enable(FLAGS.xla_cache)
     record = dissect.dissect(FLAGS.outdir, gen, seg, settings, overwrite=FLAGS.overwrite)
     for layer in record["layers"]:
