@@ -46,9 +46,9 @@ dissect.dissect(sys.argv[1], gen, seg, settings, overlap=sys.argv[4] == "1",
 """
 
 
-def worker(outdir, devices=1, samples=64, overlap=True, checkpoint_seconds=30.0):
+def worker(outdir, devices=1, samples=64, overlap=True, checkpoint_seconds=30.0, probe=""):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    code = WORKER.format(sizes=GEN_SIZES, probe="")
+    code = WORKER.format(sizes=GEN_SIZES, probe=probe)
     argv = [sys.executable, "-c", code, str(outdir), str(devices), str(samples),
             str(int(overlap)), str(checkpoint_seconds)]  # fmt: skip
     return subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
@@ -136,7 +136,7 @@ def test_dissect_writes_report_and_resumes_identically_after_kill(tmp_path):
     # checkpoint_seconds=0); tests/test_cache.py covers a kill while generating. The resumed
     # pass starts from that checkpoint.
     killed = tmp_path / "killed"
-    proc = worker(killed, samples=96, checkpoint_seconds=0)
+    proc = worker(killed, samples=96, checkpoint_seconds=0, probe=SLOW_PROBE)
     passes_dir = killed / "layer4" / "passes" / "iou_counts"
     deadline = time.time() + 300
     while (
@@ -164,6 +164,20 @@ def test_dissect_writes_report_and_resumes_identically_after_kill(tmp_path):
     assert worker(plain, samples=96, overlap=False).wait() == 0
     assert_same(outputs(full), outputs(plain))
 
+
+# Inserted into WORKER's code: a pause before each batch after the first of layer4's IoU pass,
+# so the test's kill lands mid-pass (with compiled programs cached the pass takes milliseconds
+# and could finish, and the layer's stats.npz be written, between two polls).
+SLOW_PROBE = """
+import time
+fast_batches = passes.batches
+def slow(arrays, batch_size, desc, start_at=0, ready=None):
+    for i, item in enumerate(fast_batches(arrays, batch_size, desc, start_at, ready)):
+        if i and desc.startswith("layer4 IoU counts"):
+            time.sleep(1.0)
+        yield item
+passes.batches = slow
+"""
 
 # Inserted into WORKER's code: records where each pass over the cache started.
 RESUME_PROBE = """
