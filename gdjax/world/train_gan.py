@@ -130,11 +130,15 @@ def models(cfg: Config):
 
 def init_state(cfg: Config, seed: int) -> TrainState:
     """Fresh generator, discriminator, optimizers and EMA for ``cfg``, from ``seed``."""
-    g, d = models(cfg)
-    key = jax.random.PRNGKey(seed)
-    kg, kd, key = jax.random.split(key, 3)
-    res = 4 * 2 ** (len(cfg.sizes) - 2)
-    g_params = g.init(kg, jnp.zeros((1, cfg.sizes[0])))["params"]
+    return fresh_state(*models(cfg), cfg, seed)
+
+
+def fresh_state(g, d, cfg, seed: int) -> TrainState:
+    """A fresh :class:`TrainState` for generator module ``g`` (latent size ``g.sizes[0]``, images
+    ``g.resolution``) and discriminator ``d``, optimized as ``cfg`` says, from ``seed``."""
+    kg, kd, key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    res = g.resolution
+    g_params = g.init(kg, jnp.zeros((1, g.sizes[0])))["params"]
     d_params = d.init(kd, jnp.zeros((cfg.batch_size, res, res, 3)))["params"]
     opt = _optimizer(cfg)
     return TrainState(

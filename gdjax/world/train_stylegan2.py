@@ -19,8 +19,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
-import optax
 
 from gdjax.models import stylegan2
 from gdjax.world import train_gan
@@ -52,21 +50,8 @@ def _models(cfg: Config):
     return generator(cfg), Discriminator((cfg.z_dim, *cfg.channels))
 
 
-def _optimizer(cfg: Config):
-    return optax.adam(cfg.lr, b1=cfg.beta1, b2=cfg.beta2, eps=1e-8)
-
-
 def init_state(cfg: Config, seed: int) -> TrainState:
-    g, d = _models(cfg)
-    kg, kd, key = jax.random.split(jax.random.PRNGKey(seed), 3)
-    r = cfg.resolution
-    g_params = g.init(kg, jnp.zeros((1, cfg.z_dim)))["params"]
-    d_params = d.init(kd, jnp.zeros((cfg.batch_size, r, r, 3)))["params"]
-    opt = _optimizer(cfg)
-    return TrainState(
-        jnp.zeros((), jnp.int32), g_params, d_params, g_params, opt.init(g_params),
-        opt.init(d_params), key,
-    )  # fmt: skip
+    return train_gan.fresh_state(*_models(cfg), cfg, seed)
 
 
 @functools.lru_cache(maxsize=4)
